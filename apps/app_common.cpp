@@ -9,6 +9,10 @@
 
 #include "core/error.h"
 
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#include <cmath>
+
 namespace dimix::app {
 
 Flags::Flags(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
@@ -115,5 +119,29 @@ int run_main(const std::function<int()>& body) {
 }
 
 bool stdout_is_terminal() { return isatty(fileno(stdout)) != 0; }
+
+void write_png_rgb(const std::string& path, int width, int height, const std::vector<uint8_t>& rgb) {
+  DIMIX_CHECK(static_cast<int64_t>(rgb.size()) == int64_t(width) * height * 3, "write_png: ", rgb.size(),
+              " bytes for a ", width, "x", height, " RGB image");
+  DIMIX_CHECK(stbi_write_png(path.c_str(), width, height, 3, rgb.data(), width * 3) != 0, "write_png: cannot write '",
+              path, "'");
+}
+
+void palette(int64_t i, uint8_t rgb[3]) {
+  const double h = std::fmod(i * 137.508, 360.0) / 60.0, s = 0.65, v = 0.95;
+  const double c = v * s, x = c * (1 - std::fabs(std::fmod(h, 2.0) - 1)), m = v - c;
+  double r = 0, g = 0, b = 0;
+  switch (static_cast<int>(h)) {
+    case 0: r = c; g = x; break;
+    case 1: r = x; g = c; break;
+    case 2: g = c; b = x; break;
+    case 3: g = x; b = c; break;
+    case 4: r = x; b = c; break;
+    default: r = c; b = x; break;
+  }
+  rgb[0] = static_cast<uint8_t>((r + m) * 255);
+  rgb[1] = static_cast<uint8_t>((g + m) * 255);
+  rgb[2] = static_cast<uint8_t>((b + m) * 255);
+}
 
 }  // namespace dimix::app

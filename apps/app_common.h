@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 #include <vector>
+#include <cstdint>
 
 namespace dimix::app {
 
@@ -40,5 +41,12 @@ class Flags {
 int run_main(const std::function<int()>& body);
 
 bool stdout_is_terminal();
+
+// Writes an 8-bit RGB image (row-major, 3 bytes a pixel) as PNG; Error naming
+// the path when it cannot be written.
+void write_png_rgb(const std::string& path, int width, int height, const std::vector<uint8_t>& rgb);
+
+// A distinct colour for index i (golden-angle hues), for drawing groups.
+void palette(int64_t i, uint8_t rgb[3]);
 
 }  // namespace dimix::app

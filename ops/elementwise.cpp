@@ -309,6 +309,26 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
   return unary(approximate == "none" ? UnaryOp::gelu_erf : UnaryOp::gelu_tanh, x);
 }
 
+Tensor not_equal(const Tensor& x, double value, DType dtype) {
+  Tensor out = empty(x.sizes(), dtype, x.device());
+  if (x.device().is_cuda()) {
+    cuda_kernel<void(const Tensor&, const Tensor&, double)>("not_equal_scalar")(out, x, value);
+    return out;
+  }
+  dispatch_all(x.dtype(), "not_equal", [&]<class S>() {
+    dispatch_all(dtype, "not_equal", [&]<class D>() {
+      const S* px = x.data<S>();
+      D* po = out.data<D>();
+      strided_apply<2>(x.sizes(), {&out.strides(), &x.strides()},
+                       [&](const std::array<int64_t, 2>& o, const std::array<int64_t, 2>& st, int64_t n) {
+                         for (int64_t i = 0; i < n; ++i)
+                           po[o[0] + i * st[0]] = static_cast<double>(px[o[1] + i * st[1]]) != value ? D(1) : D(0);
+                       });
+    });
+  });
+  return out;
+}
+
 // Gradient accumulation in the engine goes through this add on every device.
 static const bool dimix_install_accumulate = (autograd::set_accumulate_fn([](const Tensor& a, const Tensor& b) {
   return binary_raw(BinaryOp::add, a, b);

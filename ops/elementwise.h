@@ -46,6 +46,10 @@ Tensor elu(const Tensor& x, double alpha = 1.0);
 // approximate: "none" (erf, PyTorch's default) or "tanh".
 Tensor gelu(const Tensor& x, const std::string& approximate = "none");
 
+// 1 where x != value else 0, as `dtype` (not differentiable; e.g. the LRA
+// padding mask tokens != 0).
+Tensor not_equal(const Tensor& x, double value, DType dtype = DType::f32);
+
 // The raw kernels, not recorded: used by other ops' backward passes.
 Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor unary_raw(UnaryOp op, const Tensor& x, double alpha = 0);

@@ -1,0 +1,449 @@
+// The shared training loop (see train_common.h).
+#include "apps/train_common.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <stb_easy_font.h>
+
+#include "apps/app_common.h"
+#include "autograd/node.h"
+#include "core/rng.h"
+#include "models/optim.h"
+#include "models/schedule.h"
+#include "models/serialize.h"
+#include "ops/loss.h"
+#include "ops/reduce.h"
+
+namespace dimix::app {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void on_sigint(int) { g_interrupted = true; }
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, const Network& model) {
+  auto groups = param_groups_no_decay_1d(model.named_parameters(), c.weight_decay);
+  if (c.optimizer == "sgd") {
+    SGDOptions o;
+    o.lr = c.lr;
+    o.momentum = c.momentum;
+    o.nesterov = c.nesterov;
+    o.weight_decay = c.weight_decay;
+    return std::make_unique<SGD>(std::move(groups), o);
+  }
+  if (c.optimizer == "adam") {
+    AdamOptions o;
+    o.lr = c.lr;
+    o.beta1 = c.beta1;
+    o.beta2 = c.beta2;
+    o.eps = c.eps;
+    o.weight_decay = c.weight_decay;
+    return std::make_unique<Adam>(std::move(groups), o);
+  }
+  if (c.optimizer == "adamw") {
+    AdamWOptions o;
+    o.lr = c.lr;
+    o.beta1 = c.beta1;
+    o.beta2 = c.beta2;
+    o.eps = c.eps;
+    o.weight_decay = c.weight_decay;
+    return std::make_unique<AdamW>(std::move(groups), o);
+  }
+  DIMIX_FAIL("train: unknown optimizer '", c.optimizer, "' (expected sgd, adam or adamw)");
+}
+
+std::string fmt_time(double s) {
+  if (!std::isfinite(s) || s < 0) s = 0;
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  std::ostringstream os;
+  if (t >= 3600) os << t / 3600 << ":" << std::setw(2) << std::setfill('0') << (t / 60) % 60 << ":";
+  else os << (t / 60) << ":";
+  os << std::setw(2) << std::setfill('0') << t % 60;
+  return os.str();
+}
+
+// Running sums of one logging interval (saved in checkpoints so a resumed run
+// logs exactly what the uninterrupted one would).
+struct LogSums {
+  double loss = 0, correct = 0, count = 0, steps = 0;
+};
+
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  const auto pred = argmax(logits, 1).to_vector<int64_t>();
+  const auto lab = labels.to_vector<int64_t>();
+  int64_t c = 0;
+  for (size_t i = 0; i < pred.size(); ++i) c += pred[i] == lab[i];
+  return c;
+}
+
+// Keeps only the metrics lines whose "step" is <= `step` (on resume, lines
+// written after the checkpoint by the interrupted run are dropped).
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::vector<std::string> keep;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto p = line.find("\"step\":");
+    if (p == std::string::npos) continue;
+    if (std::stoll(line.substr(p + 7)) <= step) keep.push_back(line);
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& l : keep) out << l << "\n";
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  std::ostringstream os;
+  os << std::setprecision(8) << v;
+  return os.str();
+}
+
+}  // namespace
+
+void install_interrupt_handler() { std::signal(SIGINT, on_sigint); }
+
+Tensor forward_batch(const Network& model, const Batch& batch, Device device) {
+  const Tensor x = device.is_cpu() ? batch.inputs : to_device_raw(batch.inputs, device);
+  Tensor x2;
+  if (batch.inputs2.defined()) x2 = device.is_cpu() ? batch.inputs2 : to_device_raw(batch.inputs2, device);
+  return model.forward(x, x2);
+}
+
+EvalResult evaluate(Network& model, DataLoader& loader, Device device, int64_t max_batches) {
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  loader.set_epoch(0);
+  EvalResult r;
+  double loss_sum = 0;
+  int64_t correct = 0, batches = 0;
+  while (auto batch = loader.next()) {
+    if (max_batches > 0 && batches >= max_batches) break;
+    const Tensor logits = forward_batch(model, *batch, device);
+    const Tensor labels = device.is_cpu() ? batch->labels : to_device_raw(batch->labels, device);
+    loss_sum += cross_entropy(logits, labels, 0.0, "sum").item();
+    correct += count_correct(logits, batch->labels);
+    r.examples += batch->size();
+    ++batches;
+  }
+  model.train(was_training);
+  DIMIX_CHECK(r.examples > 0, "evaluate: the evaluation loader produced no examples");
+  r.loss = loss_sum / static_cast<double>(r.examples);
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(r.examples);
+  return r;
+}
+
+TrainResult train(const TrainConfig& c, TrainTask& task) {
+  DIMIX_CHECK(task.model && task.train, "train: a model and a training loader are required");
+  namespace fs = std::filesystem;
+  fs::create_directories(c.out_dir);
+  TrainResult result;
+  result.checkpoint = (fs::path(c.out_dir) / "checkpoint.safetensors").string();
+  result.metrics = (fs::path(c.out_dir) / "metrics.jsonl").string();
+  result.plot = (fs::path(c.out_dir) / "curves.png").string();
+
+  Network& model = *task.model;
+  DataLoader& loader = *task.train;
+  model.to(c.device);
+  model.train();
+  std::unique_ptr<Optimizer> opt = make_optimizer(c, model);
+  const int64_t per_epoch = loader.num_batches();
+  DIMIX_CHECK(per_epoch > 0, "train: the training loader yields no batches (dataset of ", loader.dataset().size(),
+              " examples, batch ", loader.global_batch_size(), ")");
+  const int64_t total = c.steps > 0 ? c.steps : c.epochs * per_epoch;
+  DIMIX_CHECK(total > 0, "train: nothing to do (steps ", c.steps, ", epochs ", c.epochs, ")");
+  std::unique_ptr<Schedule> schedule = make_schedule(c.schedule, c.lr, total, c.warmup);
+
+  int64_t step = 0, epoch = 0;
+  LogSums sums;
+  double best = 0;
+  if (!c.init_from.empty() && !c.resume) {
+    load_checkpoint(c.init_from, model, nullptr, /*strict=*/false);
+  }
+  if (c.resume) {
+    DIMIX_CHECK(fs::exists(result.checkpoint), "train: --resume but no checkpoint at ", result.checkpoint);
+    const CheckpointExtras ex = load_checkpoint(result.checkpoint, model, opt.get());
+    auto meta = [&](const std::string& k) {
+      auto it = ex.metadata.find(k);
+      DIMIX_CHECK(it != ex.metadata.end(), "train: checkpoint ", result.checkpoint, " lacks '", k, "'");
+      return it->second;
+    };
+    for (const auto& [k, v] : task.metadata) {
+      auto it = ex.metadata.find(k);
+      DIMIX_CHECK(it == ex.metadata.end() || it->second == v, "train: checkpoint ", result.checkpoint, " has ", k,
+                  " = '", it->second, "' but this run has '", v, "'");
+    }
+    step = std::stoll(meta("step"));
+    epoch = std::stoll(meta("epoch"));
+    const int64_t position = std::stoll(meta("position"));
+    default_generator().set_state(std::stoull(meta("rng_seed")), std::stoull(meta("rng_offset")));
+    sums.loss = std::stod(meta("log_loss"));
+    sums.correct = std::stod(meta("log_correct"));
+    sums.count = std::stod(meta("log_count"));
+    sums.steps = std::stod(meta("log_steps"));
+    best = std::stod(meta("best_accuracy"));
+    loader.set_epoch(epoch, position);
+    truncate_metrics(result.metrics, step);
+    if (c.progress) std::cout << "resumed from " << result.checkpoint << " at step " << step << " (epoch " << epoch + 1
+                              << ", batch " << position << ")\n";
+  } else {
+    default_generator().manual_seed(c.seed);
+    loader.set_epoch(0);
+    std::ofstream(result.metrics, std::ios::trunc);
+  }
+  std::ofstream metrics(result.metrics, std::ios::app);
+  DIMIX_CHECK(metrics.good(), "train: cannot write ", result.metrics);
+
+  auto save = [&] {
+    CheckpointExtras ex;
+    ex.metadata = task.metadata;
+    ex.metadata["step"] = std::to_string(step);
+    ex.metadata["epoch"] = std::to_string(epoch);
+    ex.metadata["position"] = std::to_string(loader.position());
+    ex.metadata["rng_seed"] = std::to_string(default_generator().seed());
+    ex.metadata["rng_offset"] = std::to_string(default_generator().offset());
+    auto exact = [](double v) { std::ostringstream os; os << std::setprecision(17) << v; return os.str(); };
+    ex.metadata["log_loss"] = exact(sums.loss);
+    ex.metadata["log_correct"] = exact(sums.correct);
+    ex.metadata["log_count"] = exact(sums.count);
+    ex.metadata["log_steps"] = exact(sums.steps);
+    ex.metadata["best_accuracy"] = exact(best);
+    save_checkpoint(result.checkpoint, model, opt.get(), ex);
+  };
+  auto run_eval = [&] {
+    if (!task.eval) return;
+    result.last_eval = evaluate(model, *task.eval, c.device, c.eval_batches);
+    best = std::max(best, result.last_eval.accuracy);
+    metrics << "{\"type\":\"eval\",\"step\":" << step << ",\"epoch\":" << epoch + 1
+            << ",\"loss\":" << json_number(result.last_eval.loss) << ",\"acc\":" << json_number(result.last_eval.accuracy)
+            << "}\n";
+    metrics.flush();
+    if (c.progress) {
+      std::cout << (stdout_is_terminal() ? "\n" : "") << "eval  step " << step << "  epoch " << epoch + 1 << "  loss "
+                << std::fixed << std::setprecision(4) << result.last_eval.loss << "  acc " << std::setprecision(2)
+                << 100 * result.last_eval.accuracy << "%" << std::defaultfloat << "\n";
+    }
+  };
+
+  const bool tty = c.progress && stdout_is_terminal();
+  const auto start = Clock::now();
+  auto interval_start = start;
+  int64_t interval_items = 0, run_steps = 0;
+  double items_per_s = 0;
+  g_interrupted = false;
+
+  while (step < total) {
+    auto batch = loader.next();
+    if (!batch) {  // end of epoch
+      if (c.eval_every == 0) run_eval();
+      ++epoch;
+      loader.set_epoch(epoch);
+      save();
+      continue;
+    }
+    schedule->apply(*opt, step);
+    const Tensor logits = forward_batch(model, *batch, c.device);
+    const Tensor labels = c.device.is_cpu() ? batch->labels : to_device_raw(batch->labels, c.device);
+    const Tensor loss = cross_entropy(logits, labels, c.label_smoothing);
+    const double loss_value = loss.item();
+    if (!std::isfinite(loss_value)) {
+      DIMIX_FAIL("train: loss became ", loss_value, " at step ", step + 1, "; stopping. The last good checkpoint is ",
+                 fs::exists(result.checkpoint) ? result.checkpoint : std::string("(none yet)"),
+                 " (try a lower --lr or --clip)");
+    }
+    backward(loss);
+    if (c.clip > 0) clip_grad_norm_(model.parameters(), c.clip);
+    opt->step();
+    opt->zero_grad();
+    ++step;
+    ++run_steps;
+    sums.loss += loss_value;
+    sums.correct += static_cast<double>(count_correct(logits, batch->labels));
+    sums.count += static_cast<double>(batch->size());
+    sums.steps += 1;
+    interval_items += batch->size();
+
+    const bool log_now = step % c.log_every == 0 || step == total;
+    if (log_now) {
+      const double dt = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      items_per_s = dt > 0 ? interval_items / dt : 0;
+      metrics << "{\"type\":\"train\",\"step\":" << step << ",\"epoch\":" << epoch + 1
+              << ",\"loss\":" << json_number(sums.loss / sums.steps) << ",\"acc\":" << json_number(sums.correct / sums.count)
+              << ",\"lr\":" << json_number(opt->param_groups()[0].lr) << ",\"" << c.item_name
+              << "_per_s\":" << json_number(items_per_s) << "}\n";
+      metrics.flush();
+      if (c.progress && !tty) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+        std::cout << "step " << step << "/" << total << "  epoch " << epoch + 1 << "  loss " << std::fixed
+                  << std::setprecision(4) << sums.loss / sums.steps << "  acc " << std::setprecision(2)
+                  << 100 * sums.correct / sums.count << "%  " << std::setprecision(0) << items_per_s << " "
+                  << c.item_name << "/s  ETA " << fmt_time(elapsed / run_steps * (total - step)) << std::defaultfloat
+                  << "\n";
+      }
+      sums = LogSums{};
+      interval_start = Clock::now();
+      interval_items = 0;
+    }
+    if (tty) {
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      const int64_t pos = loader.position();
+      const int width = 24;
+      const int filled = static_cast<int>(width * pos / std::max<int64_t>(per_epoch, 1));
+      std::cout << "\repoch " << epoch + 1 << " [" << std::string(filled, '=') << (filled < width ? ">" : "")
+                << std::string(std::max(0, width - filled - 1), ' ') << "] " << pos << "/" << per_epoch << "  step "
+                << step << "/" << total << "  loss " << std::fixed << std::setprecision(4) << loss_value << "  "
+                << std::setprecision(0) << (items_per_s > 0 ? items_per_s : run_steps * batch->size() / std::max(elapsed, 1e-9))
+                << " " << c.item_name << "/s  ETA " << fmt_time(elapsed / run_steps * (total - step)) << std::defaultfloat
+                << "   " << std::flush;
+    }
+    if (c.eval_every > 0 && step % c.eval_every == 0) run_eval();
+    if ((c.stop_after > 0 && run_steps >= c.stop_after && step < total) || g_interrupted) {
+      save();
+      result.interrupted = true;
+      if (c.progress)
+        std::cout << (tty ? "\n" : "") << (g_interrupted ? "interrupted" : "stopped") << " at step " << step
+                  << "; checkpoint " << result.checkpoint << " (continue with --resume)\n";
+      break;
+    }
+  }
+  if (!result.interrupted) {
+    if (c.eval_every == 0 && loader.position() > 0) run_eval();  // a run that ends mid-epoch
+    save();
+  }
+  result.steps = step;
+  result.best_accuracy = best;
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  metrics.close();
+  try {
+    plot_metrics(result.metrics, result.plot);
+  } catch (const Error& e) {
+    if (c.progress) std::cout << "plot: " << e.what() << "\n";
+  }
+  return result;
+}
+
+// ---- plotting --------------------------------------------------------------------------
+namespace {
+
+struct Series {
+  std::vector<double> x, y;
+};
+
+double field(const std::string& line, const std::string& key, bool& ok) {
+  const std::string k = "\"" + key + "\":";
+  const auto p = line.find(k);
+  ok = p != std::string::npos && line.compare(p + k.size(), 4, "null") != 0;
+  return ok ? std::stod(line.substr(p + k.size())) : 0.0;
+}
+
+struct Canvas {
+  int w, h;
+  std::vector<uint8_t> px;
+  Canvas(int w, int h) : w(w), h(h), px(static_cast<size_t>(w) * h * 3, 255) {}
+  void dot(int x, int y, const uint8_t c[3]) {
+    if (x < 0 || y < 0 || x >= w || y >= h) return;
+    for (int k = 0; k < 3; ++k) px[(static_cast<size_t>(y) * w + x) * 3 + k] = c[k];
+  }
+  void line(double x0, double y0, double x1, double y1, const uint8_t c[3]) {
+    const int n = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
+    for (int i = 0; i <= n; ++i) {
+      const double t = static_cast<double>(i) / n;
+      dot(static_cast<int>(x0 + t * (x1 - x0)), static_cast<int>(y0 + t * (y1 - y0)), c);
+      dot(static_cast<int>(x0 + t * (x1 - x0)), static_cast<int>(y0 + t * (y1 - y0)) + 1, c);
+    }
+  }
+  void text(int x, int y, const std::string& s, const uint8_t c[3], int scale = 2) {
+    static char buf[60000];
+    const int quads = stb_easy_font_print(0, 0, const_cast<char*>(s.c_str()), nullptr, buf, sizeof(buf));
+    const float* v = reinterpret_cast<const float*>(buf);
+    for (int q = 0; q < quads; ++q) {
+      const float* p = v + q * 16;  // 4 vertices of x, y, z, colour
+      const int qx0 = static_cast<int>(p[0]), qy0 = static_cast<int>(p[1]);
+      const int qx1 = static_cast<int>(p[8]), qy1 = static_cast<int>(p[9]);
+      for (int yy = qy0 * scale; yy < qy1 * scale; ++yy)
+        for (int xx = qx0 * scale; xx < qx1 * scale; ++xx) dot(x + xx, y + yy, c);
+    }
+  }
+};
+
+void draw_panel(Canvas& cv, int x0, int y0, int w, int h, const std::string& title,
+                const std::vector<std::pair<std::string, Series>>& series, bool percent) {
+  const uint8_t axis[3] = {60, 60, 60}, grid[3] = {225, 225, 225};
+  static const uint8_t colors[3][3] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}};
+  double xmax = 1, ymin = 1e300, ymax = -1e300;
+  for (const auto& [n, s] : series)
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      xmax = std::max(xmax, s.x[i]);
+      ymin = std::min(ymin, s.y[i]);
+      ymax = std::max(ymax, s.y[i]);
+    }
+  if (ymin > ymax) { ymin = 0; ymax = 1; }
+  if (ymax - ymin < 1e-9) { ymax += 0.5; ymin -= 0.5; }
+  const double pad = 0.05 * (ymax - ymin);
+  ymin -= pad;
+  ymax += pad;
+  const int L = x0 + 70, R = x0 + w - 15, T = y0 + 40, B = y0 + h - 40;
+  for (int g = 0; g <= 4; ++g) {
+    const double yy = B - (B - T) * g / 4.0;
+    cv.line(L, yy, R, yy, grid);
+    const double v = ymin + (ymax - ymin) * g / 4.0;
+    std::ostringstream os;
+    os << std::setprecision(3) << (percent ? 100 * v : v) << (percent ? "%" : "");
+    cv.text(x0 + 4, static_cast<int>(yy) - 6, os.str(), axis);
+  }
+  cv.line(L, T, L, B, axis);
+  cv.line(L, B, R, B, axis);
+  cv.text(L, y0 + 10, title, axis);
+  std::ostringstream xs;
+  xs << "step (max " << static_cast<int64_t>(xmax) << ")";
+  cv.text(R - 180, B + 14, xs.str(), axis);
+  int legend = 0;
+  for (size_t k = 0; k < series.size(); ++k) {
+    const Series& s = series[k].second;
+    const uint8_t* col = colors[k % 3];
+    for (size_t i = 0; i + 1 < s.x.size(); ++i)
+      cv.line(L + (R - L) * s.x[i] / xmax, B - (B - T) * (s.y[i] - ymin) / (ymax - ymin), L + (R - L) * s.x[i + 1] / xmax,
+              B - (B - T) * (s.y[i + 1] - ymin) / (ymax - ymin), col);
+    if (s.x.size() == 1)
+      for (int d = -3; d <= 3; ++d) cv.line(L + (R - L) * s.x[0] / xmax + d, B - (B - T) * (s.y[0] - ymin) / (ymax - ymin) - 3,
+                                            L + (R - L) * s.x[0] / xmax + d, B - (B - T) * (s.y[0] - ymin) / (ymax - ymin) + 3, col);
+    cv.text(L + 200 + 170 * legend++, y0 + 10, series[k].first, col);
+  }
+}
+
+}  // namespace
+
+void plot_metrics(const std::string& metrics_path, const std::string& png_path) {
+  std::ifstream in(metrics_path);
+  DIMIX_CHECK(in.good(), "plot: cannot read ", metrics_path);
+  Series train_loss, train_acc, eval_loss, eval_acc;
+  std::string line;
+  while (std::getline(in, line)) {
+    bool ok1, ok2, ok3;
+    const double step = field(line, "step", ok1), loss = field(line, "loss", ok2), acc = field(line, "acc", ok3);
+    if (!ok1) continue;
+    const bool is_eval = line.find("\"type\":\"eval\"") != std::string::npos;
+    if (ok2) (is_eval ? eval_loss : train_loss).x.push_back(step), (is_eval ? eval_loss : train_loss).y.push_back(loss);
+    if (ok3) (is_eval ? eval_acc : train_acc).x.push_back(step), (is_eval ? eval_acc : train_acc).y.push_back(acc);
+  }
+  DIMIX_CHECK(!train_loss.x.empty() || !eval_loss.x.empty(), "plot: no metrics in ", metrics_path);
+  Canvas cv(1200, 450);
+  draw_panel(cv, 0, 0, 600, 450, "loss", {{"train", train_loss}, {"eval", eval_loss}}, false);
+  draw_panel(cv, 600, 0, 600, 450, "accuracy", {{"train", train_acc}, {"eval", eval_acc}}, true);
+  write_png_rgb(png_path, cv.w, cv.h, cv.px);
+}
+
+}  // namespace dimix::app

@@ -1,0 +1,51 @@
+// butterfly-linear: the Table II "sparse_linear" mixer MLP of the Dimension
+// Mixer code (PAPERS.md 1.2 b). It needs n = b^2 and hidden expansion h:
+//   sparse layer 1 (n -> n h): b groups of b -> b h (stride 1, no bias),
+//                              then b h groups of b -> b gathered with stride b h (bias)
+//   ELU
+//   sparse layer 2 (n h -> n): b h groups of b -> b (stride 1, no bias),
+//                              then b groups of b h -> b gathered with stride b (bias)
+// Each sparse layer is a Monarch-style product of two block-diagonal factors
+// with the stride permutation between them folded into indexing. As in the
+// authors' code the output stays in the second factor's group order.
+// Parameters: 4 h b^3 + h b^2 + b^2 (4 b^3 + 2 b^2 at h = 1).
+#include "models/layers.h"
+#include "models/mixer.h"
+
+namespace dimix {
+namespace {
+
+class ButterflyLinearMixer : public Mixer {
+ public:
+  explicit ButterflyLinearMixer(const MixerSpec& s)
+      : axis_(s.axis), act_(activation(s.activation.empty() ? "elu" : s.activation)) {
+    DIMIX_CHECK(s.axis == 1 || s.axis == 2, "butterfly-linear: axis must be 1 or 2, got ", s.axis);
+    b_ = s.block > 0 ? s.block : default_block(s.n);
+    DIMIX_CHECK(b_ * b_ == s.n, "butterfly-linear: needs n = b^2, got n = ", s.n, " with b = ", b_);
+    bh_ = static_cast<int64_t>(b_ * s.expansion);
+    l1a_ = register_module("layer1.factor1", std::make_shared<BlockLinear>(b_, b_, bh_, false));
+    l1b_ = register_module("layer1.factor2", std::make_shared<BlockLinear>(bh_, b_, b_, true));
+    l2a_ = register_module("layer2.factor1", std::make_shared<BlockLinear>(bh_, b_, b_, false));
+    l2b_ = register_module("layer2.factor2", std::make_shared<BlockLinear>(b_, bh_, b_, true));
+  }
+  Tensor forward(const Tensor& x, const Tensor&) const override {
+    Tensor y = l1a_->forward(x, axis_, 1, 1);
+    y = act_(l1b_->forward(y, axis_, bh_, 1));
+    y = l2a_->forward(y, axis_, 1, 1);
+    return l2b_->forward(y, axis_, b_, 1);
+  }
+  std::string type_name() const override { return "ButterflyLinear"; }
+
+ private:
+  int64_t axis_, b_ = 0, bh_ = 0;
+  Activation act_;
+  std::shared_ptr<BlockLinear> l1a_, l1b_, l2a_, l2b_;
+};
+
+}  // namespace
+
+DIMIX_REGISTER_MIXER("butterfly-linear",
+                     "Butterfly-Linear (Table II sparse_linear): two Monarch-style sparse layers with ELU, n = b^2",
+                     [](const MixerSpec& s) { return std::make_shared<ButterflyLinearMixer>(s); });
+
+}  // namespace dimix
