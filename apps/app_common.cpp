@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -116,6 +117,12 @@ int run_main(const std::function<int()>& body) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }
+}
+
+void configure_threads(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
 }
 
 bool stdout_is_terminal() { return isatty(fileno(stdout)) != 0; }

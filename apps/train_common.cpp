@@ -181,6 +181,9 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
       DIMIX_CHECK(it != ex.metadata.end(), "train: checkpoint ", result.checkpoint, " lacks '", k, "'");
       return it->second;
     };
+    const std::string data_seed = std::to_string(loader.options().seed);
+    DIMIX_CHECK(meta("data_seed") == data_seed, "train: checkpoint ", result.checkpoint, " was written with data seed ",
+                meta("data_seed"), " but this run uses ", data_seed, " (pass the same --seed to resume)");
     for (const auto& [k, v] : task.metadata) {
       auto it = ex.metadata.find(k);
       DIMIX_CHECK(it == ex.metadata.end() || it->second == v, "train: checkpoint ", result.checkpoint, " has ", k,
@@ -211,6 +214,7 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
     CheckpointExtras ex;
     ex.metadata = task.metadata;
     ex.metadata["step"] = std::to_string(step);
+    ex.metadata["data_seed"] = std::to_string(loader.options().seed);
     ex.metadata["epoch"] = std::to_string(epoch);
     ex.metadata["position"] = std::to_string(loader.position());
     ex.metadata["rng_seed"] = std::to_string(default_generator().seed());

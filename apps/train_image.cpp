@@ -44,6 +44,7 @@ std::shared_ptr<Compose> make_transform(const std::string& dataset, bool train, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::configure_threads(argv);
   return app::run_main([&] {
     app::Flags f("train_image", "Trains a dimension-mixer network on an image-classification dataset.");
     f.add("model", "butterfly-mixer-s", "network name (--list-models shows all)");

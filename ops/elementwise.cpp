@@ -7,6 +7,7 @@
 
 #include "ops/common.h"
 #include "ops/reduce.h"
+#include "ops/vec_math.h"
 
 namespace dimix {
 
@@ -83,23 +84,23 @@ void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x, double alpha_d) {
   const T alpha = static_cast<T>(alpha_d);
   switch (op) {
     case UnaryOp::neg: return unary_loop<T>(out, x, [](T v) { return -v; });
-    case UnaryOp::exp: return unary_loop<T>(out, x, [](T v) { return std::exp(v); });
+    case UnaryOp::exp: return unary_loop<T>(out, x, [](T v) { return exp_vec(v); });
     case UnaryOp::log: return unary_loop<T>(out, x, [](T v) { return std::log(v); });
     case UnaryOp::sqrt: return unary_loop<T>(out, x, [](T v) { return std::sqrt(v); });
     case UnaryOp::abs: return unary_loop<T>(out, x, [](T v) { return std::abs(v); });
     case UnaryOp::square: return unary_loop<T>(out, x, [](T v) { return v * v; });
     case UnaryOp::sin: return unary_loop<T>(out, x, [](T v) { return std::sin(v); });
     case UnaryOp::cos: return unary_loop<T>(out, x, [](T v) { return std::cos(v); });
-    case UnaryOp::tanh: return unary_loop<T>(out, x, [](T v) { return std::tanh(v); });
-    case UnaryOp::sigmoid: return unary_loop<T>(out, x, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case UnaryOp::tanh: return unary_loop<T>(out, x, [](T v) { return tanh_vec(v); });
+    case UnaryOp::sigmoid: return unary_loop<T>(out, x, [](T v) { return T(1) / (T(1) + exp_vec(-v)); });
     case UnaryOp::relu: return unary_loop<T>(out, x, [](T v) { return v > T(0) ? v : T(0); });
     case UnaryOp::elu:
-      return unary_loop<T>(out, x, [alpha](T v) { return v > T(0) ? v : alpha * (std::exp(v) - T(1)); });
+      return unary_loop<T>(out, x, [alpha](T v) { return v > T(0) ? v : alpha * (exp_vec(v) - T(1)); });
     case UnaryOp::gelu_erf:
-      return unary_loop<T>(out, x, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
+      return unary_loop<T>(out, x, [](T v) { return T(0.5) * v * (T(1) + erf_vec(v * T(kSqrt1_2))); });
     case UnaryOp::gelu_tanh:
       return unary_loop<T>(out, x, [](T v) {
-        return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
+        return T(0.5) * v * (T(1) + tanh_vec(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
       });
     case UnaryOp::pow: return unary_loop<T>(out, x, [alpha](T v) { return std::pow(v, alpha); });
     case UnaryOp::add_scalar: return unary_loop<T>(out, x, [alpha](T v) { return v + alpha; });
@@ -121,6 +122,17 @@ void unary_backward_cpu(UnaryOp op, const Tensor& gin, const Tensor& g, const Te
   const Shape& sx = x.defined() ? x.strides() : zero;
   const Shape& sy = y.defined() ? y.strides() : zero;
   auto run = [&](auto deriv) {
+    if (gin.is_contiguous() && g.is_contiguous() && (!px || x.is_contiguous()) && (!py || y.is_contiguous()) &&
+        (!px || x.sizes() == gin.sizes()) && (!py || y.sizes() == gin.sizes())) {
+      const int64_t n = gin.numel();
+      parallel_for(0, n, 32768, [&](int64_t b, int64_t e) {
+        if (px && py) for (int64_t i = b; i < e; ++i) pgi[i] = pg[i] * deriv(px[i], py[i]);
+        else if (px) for (int64_t i = b; i < e; ++i) pgi[i] = pg[i] * deriv(px[i], T(0));
+        else if (py) for (int64_t i = b; i < e; ++i) pgi[i] = pg[i] * deriv(T(0), py[i]);
+        else for (int64_t i = b; i < e; ++i) pgi[i] = pg[i] * deriv(T(0), T(0));
+      });
+      return;
+    }
     strided_apply<4>(gin.sizes(), {&gin.strides(), &g.strides(), &sx, &sy},
                      [&](const std::array<int64_t, 4>& off, const std::array<int64_t, 4>& st, int64_t n) {
                        for (int64_t i = 0; i < n; ++i) {
@@ -142,15 +154,15 @@ void unary_backward_cpu(UnaryOp op, const Tensor& gin, const Tensor& g, const Te
     case UnaryOp::tanh: return run([](T, T y) { return T(1) - y * y; });
     case UnaryOp::sigmoid: return run([](T, T y) { return y * (T(1) - y); });
     case UnaryOp::relu: return run([](T x, T) { return x > T(0) ? T(1) : T(0); });
-    case UnaryOp::elu: return run([alpha](T x, T) { return x > T(0) ? T(1) : alpha * std::exp(x); });
+    case UnaryOp::elu: return run([alpha](T x, T) { return x > T(0) ? T(1) : alpha * exp_vec(x); });
     case UnaryOp::gelu_erf:
       return run([](T x, T) {
-        return T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+        return T(0.5) * (T(1) + erf_vec(x * T(kSqrt1_2))) + x * T(kInvSqrt2Pi) * exp_vec(T(-0.5) * x * x);
       });
     case UnaryOp::gelu_tanh:
       return run([](T x, T) {
         const T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-        const T t = std::tanh(inner);
+        const T t = tanh_vec(inner);
         return T(0.5) * (T(1) + t) +
                T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
       });

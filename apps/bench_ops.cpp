@@ -1,0 +1,254 @@
+// bench_ops: CPU throughput of the core ops, each against a peer measured in
+// the same run (DESIGN.md 10: figures are ratios, not absolute claims).
+//
+//   GEMM            matmul / gemm<float> vs a direct cblas_sgemm call
+//   elementwise     add, mul, gelu on [32768, 128] (GB/s of tensor traffic)
+//   softmax         [256, 64, 64], [64, 1024, 1024]; layer_norm [8192, 64], [32768, 64]
+//   block_linear    vs its composite (permute + batched matmul + un-permute) at
+//                   the paper's shapes (PAPERS.md 1.1-1.4): T2 token and channel
+//                   levels, n = 1024 with b = 32
+//   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64
+//
+// Each figure is the median of --reps runs after one warm-up run.
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "apps/app_common.h"
+#include "autograd/node.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "ops/block_attention.h"
+#include "ops/block_linear.h"
+#include "ops/elementwise.h"
+#include "ops/layer_norm.h"
+#include "ops/linalg.h"
+#include "ops/shape.h"
+#include "ops/softmax.h"
+
+using namespace dimix;
+
+namespace {
+
+int g_reps = 7;
+
+// Median wall time of fn in milliseconds.
+double time_ms(const std::function<void()>& fn, int reps = -1) {
+  if (reps < 0) reps = g_reps;
+  fn();  // warm-up: caches, allocator, thread pool
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// fwd (no graph) and fwd+bwd (graph, backward with a fixed upstream gradient)
+// times of fn(inputs); returns {fwd_ms, fwd_bwd_ms}.
+std::pair<double, double> time_fwd_bwd(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                                       const std::vector<Tensor>& inputs) {
+  const double fwd = time_ms([&] {
+    NoGradGuard ng;
+    fn(inputs);
+  });
+  Tensor gy;
+  {
+    NoGradGuard ng;
+    Generator g(3);
+    gy = randn(fn(inputs).sizes(), DType::f32, &g);
+  }
+  const double both = time_ms([&] {
+    for (const Tensor& t : inputs)
+      if (t.defined()) t.zero_grad();
+    backward(fn(inputs), gy);
+  });
+  return {fwd, both};
+}
+
+void rule() { std::printf("%s\n", std::string(100, '-').c_str()); }
+
+// ---- GEMM ------------------------------------------------------------------------------
+void bench_gemm() {
+  std::printf("\nGEMM (f32), GFLOP/s: our matmul (allocates the output), gemm<float>, direct cblas_sgemm\n");
+  rule();
+  std::printf("%-24s %12s %12s %12s %14s\n", "M x N x K", "matmul", "gemm<float>", "cblas_sgemm", "gemm / cblas");
+  rule();
+  const int64_t sizes[][3] = {{1024, 1024, 1024}, {4096, 4096, 128}, {4096, 128, 4096}};
+  for (const auto& s : sizes) {
+    const int64_t M = s[0], N = s[1], K = s[2];
+    Generator g(1);
+    const Tensor a = randn({M, K}, DType::f32, &g), b = randn({K, N}, DType::f32, &g);
+    Tensor c = empty({M, N});
+    const double flop = 2.0 * M * N * K;
+    const double t_mm = time_ms([&] { matmul(a, b); });
+    const double t_gemm = time_ms([&] {
+      gemm<float>(false, false, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N, 0.f, c.data<float>(), N);
+    });
+    const double t_blas = time_ms([&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N,
+                  0.f, c.data<float>(), N);
+    });
+    char name[64];
+    std::snprintf(name, sizeof name, "%ld x %ld x %ld", (long)M, (long)N, (long)K);
+    std::printf("%-24s %12.1f %12.1f %12.1f %14.2f\n", name, flop / t_mm / 1e6, flop / t_gemm / 1e6,
+                flop / t_blas / 1e6, t_blas / t_gemm);
+  }
+}
+
+// ---- elementwise, softmax, layer_norm ------------------------------------------------------
+void bench_memory_bound() {
+  std::printf("\nMemory-bound ops (f32), GB/s of tensor traffic (fwd: inputs + output; bwd adds grad in/out)\n");
+  rule();
+  std::printf("%-34s %12s %12s %12s %12s\n", "op [shape]", "fwd ms", "fwd GB/s", "fwd+bwd ms", "fwd+bwd GB/s");
+  rule();
+  Generator g(2);
+  auto row = [](const std::string& name, double bytes_fwd, double bytes_both, std::pair<double, double> t) {
+    std::printf("%-34s %12.3f %12.1f %12.3f %12.1f\n", name.c_str(), t.first, bytes_fwd / t.first / 1e6, t.second,
+                bytes_both / t.second / 1e6);
+  };
+  {
+    const Tensor a = randn({32768, 128}, DType::f32, &g).set_requires_grad(true);
+    const Tensor b = randn({32768, 128}, DType::f32, &g).set_requires_grad(true);
+    const double e = 4.0 * a.numel();
+    // add: fwd reads 2 writes 1; bwd passes the gradient through to both (read 1, write 2).
+    row("add [32768, 128]", 3 * e, 6 * e, time_fwd_bwd([](const auto& x) { return add(x[0], x[1]); }, {a, b}));
+    row("mul [32768, 128]", 3 * e, 8 * e, time_fwd_bwd([](const auto& x) { return mul(x[0], x[1]); }, {a, b}));
+    row("gelu [32768, 128]", 2 * e, 5 * e, time_fwd_bwd([](const auto& x) { return gelu(x[0]); }, {a}));
+  }
+  for (const Shape& s : {Shape{256, 64, 64}, Shape{64, 1024, 1024}}) {
+    const Tensor x = randn(s, DType::f32, &g).set_requires_grad(true);
+    const double e = 4.0 * x.numel();
+    row("softmax " + shape_str(s), 2 * e, 5 * e, time_fwd_bwd([](const auto& v) { return softmax(v[0], -1); }, {x}));
+  }
+  for (const Shape& s : {Shape{8192, 64}, Shape{32768, 64}}) {
+    const Tensor x = randn(s, DType::f32, &g).set_requires_grad(true);
+    const Tensor w = randn({64}, DType::f32, &g).set_requires_grad(true);
+    const Tensor b = randn({64}, DType::f32, &g).set_requires_grad(true);
+    const double e = 4.0 * x.numel();
+    row("layer_norm " + shape_str(s), 2 * e, 5 * e,
+        time_fwd_bwd([](const auto& v) { return layer_norm(v[0], v[1], v[2]); }, {x, w, b}));
+  }
+}
+
+// ---- block_linear -------------------------------------------------------------------------
+// The authors' composite: permute (view + transpose + contiguous), one batched
+// matmul over the groups, bias, un-permute.
+Tensor block_linear_composite(const Tensor& x, const Tensor& w, const Tensor& b, int64_t dim, int64_t g_in,
+                              int64_t g_out) {
+  const int64_t G = w.sizes()[0], b_out = w.sizes()[1], b_in = w.sizes()[2];
+  int64_t N = 1, d = 1;
+  for (int64_t i = 0; i < dim; ++i) N *= x.sizes()[i];
+  for (int64_t i = dim + 1; i < x.dim(); ++i) d *= x.sizes()[i];
+  const Tensor xp = reshape(contiguous(transpose(reshape(x, {N, G / g_in, b_in, g_in, d}), 2, 3)), {N, G, b_in, d});
+  Tensor yp;
+  if (d == 1) {
+    // [G, N, b_in] @ W^T: one GEMM per group over all rows, as nn.Linear/bmm would.
+    const Tensor xg = contiguous(transpose(reshape(xp, {N, G, b_in}), 0, 1));
+    yp = transpose(matmul(xg, transpose(w, 1, 2)), 0, 1);  // [N, G, b_out]
+    yp = reshape(add(yp, b), {N, G, b_out, 1});
+  } else {
+    yp = add(matmul(w, xp), reshape(b, {G, b_out, 1}));
+  }
+  Shape out_shape = x.sizes();
+  out_shape[dim] = G * b_out;
+  return reshape(contiguous(transpose(reshape(yp, {N, G / g_out, g_out, b_out, d}), 2, 3)), out_shape);
+}
+
+void bench_block_linear() {
+  std::printf("\nblock_linear (f32) vs its composite (permute + batched matmul + un-permute)\n");
+  rule();
+  std::printf("%-44s %8s %8s %7s %8s %8s %7s %7s %7s\n", "case", "fwd ms", "GFLOP/s", "x comp", "f+b ms", "GFLOP/s",
+              "x comp", "comp f", "comp fb");
+  rule();
+  struct Case {
+    const char* name;
+    Shape x;
+    int64_t dim, b_in, b_out, g;
+  };
+  const std::vector<Case> cases = {
+      {"T2 token  x[32,64,121] d1 b8 g1", {32, 64, 121}, 1, 8, 8, 1},
+      {"T2 token  x[32,64,121] d1 b8 g8", {32, 64, 121}, 1, 8, 8, 8},
+      {"T2 chan   x[2048,121] b11 g1", {2048, 121}, 1, 11, 11, 1},
+      {"T2 chan   x[2048,121] b11 g11", {2048, 121}, 1, 11, 11, 11},
+      {"T2 chan   x[2048,121] b11->22 g1", {2048, 121}, 1, 11, 22, 1},
+      {"T2 chan   x[2048,121] b11->22 g11", {2048, 121}, 1, 11, 22, 11},
+      {"n1024     x[4096,1024] b32->64 g1", {4096, 1024}, 1, 32, 64, 1},
+      {"n1024     x[4096,1024] b32->64 g32", {4096, 1024}, 1, 32, 64, 32},
+  };
+  for (const Case& c : cases) {
+    Generator g(4);
+    const int64_t n = c.x[c.dim], G = n / c.b_in;
+    const Tensor x = randn(c.x, DType::f32, &g).set_requires_grad(true);
+    const Tensor w = randn({G, c.b_out, c.b_in}, DType::f32, &g).set_requires_grad(true);
+    const Tensor b = randn({G, c.b_out}, DType::f32, &g).set_requires_grad(true);
+    const double flop = 2.0 * (x.numel() / n) * G * c.b_out * c.b_in;
+    const auto ours = time_fwd_bwd(
+        [&](const auto& v) { return block_linear(v[0], v[1], v[2], c.dim, c.g, c.g); }, {x, w, b});
+    const auto comp = time_fwd_bwd(
+        [&](const auto& v) { return block_linear_composite(v[0], v[1], v[2], c.dim, c.g, c.g); }, {x, w, b});
+    std::printf("%-44s %8.3f %8.1f %7.1f %8.3f %8.1f %7.1f %7.2f %7.2f\n", c.name, ours.first, flop / ours.first / 1e6,
+                comp.first / ours.first, ours.second, 3 * flop / ours.second / 1e6, comp.second / ours.second,
+                comp.first, comp.second);
+  }
+  std::printf("(fwd+bwd GFLOP/s counts 3x the forward flops; 'comp' columns are the composite's ms)\n");
+}
+
+// ---- block_attention ------------------------------------------------------------------------
+void bench_block_attention() {
+  std::printf("\nblock_attention (f32), B8 H8 S1024 hd64: butterfly block 32 vs dense (block = S)\n");
+  rule();
+  std::printf("%-36s %10s %10s %12s %12s %12s\n", "case", "fwd ms", "GFLOP/s", "fwd+bwd ms", "GFLOP/s", "x dense f+b");
+  rule();
+  const int64_t B = 8, H = 8, S = 1024, hd = 64;
+  Generator g(6);
+  const Tensor q = randn({B, S, H, hd}, DType::f32, &g).set_requires_grad(true);
+  const Tensor k = randn({B, S, H, hd}, DType::f32, &g).set_requires_grad(true);
+  const Tensor v = randn({B, S, H, hd}, DType::f32, &g).set_requires_grad(true);
+  struct Case {
+    const char* name;
+    int64_t block, stride;
+  };
+  double dense_both = 0;
+  for (const Case& c : {Case{"dense (block 1024, stride 1)", S, 1}, Case{"butterfly block 32, stride 1", 32, 1},
+                        Case{"butterfly block 32, stride 32", 32, 32}}) {
+    // QK^T and PV: 2 * 2 * B*H*S*block*hd; the backward does twice that plus recomputing QK^T.
+    const double flop = 4.0 * B * H * S * c.block * hd;
+    const auto t = time_fwd_bwd(
+        [&](const auto& x) { return block_attention(x[0], x[1], x[2], c.block, c.stride); }, {q, k, v});
+    if (c.block == S) dense_both = t.second;
+    std::printf("%-36s %10.2f %10.1f %12.2f %12.1f %12.1f\n", c.name, t.first, flop / t.first / 1e6, t.second,
+                3.5 * flop / t.second / 1e6, dense_both / t.second);
+  }
+  std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dV, dP, dQ, dK)\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return app::run_main([&] {
+    app::Flags flags("bench_ops", "CPU throughput of GEMM, memory-bound ops and the butterfly ops, each against a peer.");
+    flags.add_bool("quick", "few repetitions (3) instead of 7");
+    flags.add("threads", "0", "threads for OpenMP and BLAS (0 = the default)");
+    flags.add("reps", "0", "timed repetitions per figure (0 = 7, or 3 with --quick)");
+    flags.add("only", "", "run one section: gemm, memory, block_linear, block_attention");
+    if (!flags.parse(argc, argv)) return 0;
+    g_reps = flags.flag("quick") ? 3 : 7;
+    if (flags.integer("reps") > 0) g_reps = static_cast<int>(flags.integer("reps"));
+    if (flags.integer("threads") > 0) set_num_threads(static_cast<int>(flags.integer("threads")));
+    const std::string only = flags.str("only");
+    std::printf("bench_ops: %d threads, median of %d runs after a warm-up\n", get_num_threads(), g_reps);
+    if (only.empty() || only == "gemm") bench_gemm();
+    if (only.empty() || only == "memory") bench_memory_bound();
+    if (only.empty() || only == "block_linear") bench_block_linear();
+    if (only.empty() || only == "block_attention") bench_block_attention();
+    return 0;
+  });
+}

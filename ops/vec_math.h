@@ -1,0 +1,66 @@
+// Branch-free math for CPU inner loops that GCC/Clang auto-vectorise.
+//
+// std::exp only vectorises under -ffast-math (glibc's libmvec), so softmax
+// and cross-entropy rows of f32 would run one scalar exp per element. exp_vec
+// is the Cephes expf scheme (Cody-Waite range reduction exp(x) = 2^n e^r,
+// |r| <= ln2/2, degree-6 polynomial), ~1 ulp, written with selects instead of
+// branches so a loop over it becomes SIMD. f64 keeps std::exp: it is the
+// gradcheck reference type, where accuracy matters more than speed.
+#pragma once
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace dimix {
+
+inline float exp_vec(float x) {
+  constexpr float kHi = 88.72283905f;         // log(FLT_MAX); above: inf
+  constexpr float kLo = -87.33654475f;        // log(FLT_MIN); below: 0 (denormals flushed)
+  constexpr float kShifter = 12582912.0f;     // 1.5 * 2^23: adding it rounds to an integer
+  float xc = x > kHi ? kHi : x;               // NaN passes through both selects
+  xc = xc < kLo ? kLo : xc;
+  const float t = xc * 1.44269504088896341f + kShifter;
+  const float n = t - kShifter;
+  const int32_t ni = std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(kShifter);
+  float r = xc - n * 0.693359375f;  // ln2 split in two for an exact first product
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  // 2^n as two normal halves: n reaches 128 at kHi and -126 at kLo.
+  const int32_t half = ni >> 1;
+  float y = p * std::bit_cast<float>((half + 127) << 23) * std::bit_cast<float>((ni - half + 127) << 23);
+  y = x < kLo ? 0.0f : y;
+  y = x > kHi ? std::numeric_limits<float>::infinity() : y;
+  return y;
+}
+
+inline double exp_vec(double x) { return std::exp(x); }
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, below f32's
+// resolution of erf's range), branch-free around exp_vec so GELU's erf form
+// vectorises; glibc's scalar erff made GELU most of a mixer's training step.
+inline float erf_vec(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * ax);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float y = 1.0f - p * t * exp_vec(-ax * ax);
+  return x < 0.0f ? -y : y;
+}
+inline double erf_vec(double x) { return std::erf(x); }
+
+// tanh(x) = 1 - 2 / (exp(2x) + 1), exact at both saturations; absolute error
+// ~1e-7 near 0.
+inline float tanh_vec(float x) { return 1.0f - 2.0f / (exp_vec(2.0f * x) + 1.0f); }
+inline double tanh_vec(double x) { return std::tanh(x); }
+
+}  // namespace dimix
