@@ -238,7 +238,7 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
     if (c.progress) {
       std::cout << (stdout_is_terminal() ? "\n" : "") << "eval  step " << step << "  epoch " << epoch + 1 << "  loss "
                 << std::fixed << std::setprecision(4) << result.last_eval.loss << "  acc " << std::setprecision(2)
-                << 100 * result.last_eval.accuracy << "%" << std::defaultfloat << "\n";
+                << 100 * result.last_eval.accuracy << "%" << std::defaultfloat << std::endl;
     }
   };
 
@@ -295,7 +295,7 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
                   << std::setprecision(4) << sums.loss / sums.steps << "  acc " << std::setprecision(2)
                   << 100 * sums.correct / sums.count << "%  " << std::setprecision(0) << items_per_s << " "
                   << c.item_name << "/s  ETA " << fmt_time(elapsed / run_steps * (total - step)) << std::defaultfloat
-                  << "\n";
+                  << std::endl;
       }
       sums = LogSums{};
       interval_start = Clock::now();

@@ -20,6 +20,7 @@
 #include "data/transforms.h"
 #include "models/init.h"
 #include "models/serialize.h"
+#include "models/sparsifiner.h"
 
 using namespace dimix;
 
@@ -39,6 +40,29 @@ std::shared_ptr<Compose> make_transform(const std::string& dataset, bool train, 
   else if (dataset == "mnist") t->add<Normalize>(std::vector<double>{0.1307}, std::vector<double>{0.3081});
   else t->add<Normalize>(std::vector<double>(channels, 0.5), std::vector<double>(channels, 0.5));
   return t;
+}
+
+// Sparsifiner's first stage (PAPERS.md 3): only the mask predictors train,
+// reconstructing the model's own dense attention; app::train then runs the
+// second stage with the predictors frozen.
+void sparsifiner_stage1(Network& model, DataLoader& loader, int64_t steps, Device device, bool progress) {
+  model.to(device);
+  ReconstructionStageOptions o;
+  o.steps = steps;
+  SparsifinerReconstructionStage stage(model, o);
+  int64_t epoch = 0;
+  loader.set_epoch(epoch);
+  while (stage.steps_done() < steps) {
+    auto batch = loader.next();
+    if (!batch) {
+      loader.set_epoch(++epoch);
+      continue;
+    }
+    const double loss = stage.step(device.is_cpu() ? batch->inputs : to_device_raw(batch->inputs, device));
+    if (progress && (stage.steps_done() % 50 == 0 || stage.steps_done() == steps))
+      std::cout << "sparsifiner stage 1: step " << stage.steps_done() << "/" << steps << "  reconstruction loss "
+                << loss << "\n";
+  }
 }
 
 }  // namespace
@@ -77,6 +101,8 @@ int main(int argc, char** argv) {
     f.add("split", "test", "split for --eval-only: train | test");
     f.add_bool("list-models", "list the named networks and mixers, then exit");
     f.add_bool("quiet", "no progress output");
+    f.add("sparsifiner-stage1-steps", "0",
+          "Sparsifiner models: first train only the mask predictors for N steps on attention reconstruction");
     if (!f.parse(argc, argv)) return 0;
 
     if (f.flag("list-models")) {
@@ -168,8 +194,10 @@ int main(int argc, char** argv) {
       std::cout << "dimix train_image: " << f.str("model") << (f.str("mixer").empty() ? "" : " (mixer " + f.str("mixer") + ")")
                 << ", " << model->num_parameters() << " parameters, on " << dataset << " (" << train_set->size()
                 << " train / " << test_set->size() << " test), " << device.str() << ", " << get_num_threads()
-                << " threads\n";
+                << " threads" << std::endl;
     }
+    if (f.integer("sparsifiner-stage1-steps") > 0 && !c.resume)
+      sparsifiner_stage1(*model, *task.train, f.integer("sparsifiner-stage1-steps"), device, c.progress);
     app::install_interrupt_handler();
     const app::TrainResult r = app::train(c, task);
     if (c.progress) {

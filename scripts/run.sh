@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cmake --build "$BUILD_DIR" -j "$(nproc)" --target train_image
-exec "$BUILD_DIR/train_image" --model butterfly-mixer-s --dataset fashion-mnist --out runs/default "$@"
+exec "$BUILD_DIR/train_image" --model butterfly-mixer-s --dataset fashion-mnist --epochs 10 --out runs/default "$@"
