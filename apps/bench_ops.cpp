@@ -9,10 +9,12 @@
 //                   levels, n = 1024 with b = 32
 //   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64
 //
-// Each figure is the median of --reps runs after one warm-up run.
+// Each figure is the median of at least --reps runs (more for fast ops, up to
+// 0.3 s) after one warm-up run.
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -35,17 +37,21 @@ using namespace dimix;
 
 namespace {
 
-int g_reps = 7;
+int g_reps = 7;            // at least this many timed runs
+double g_min_seconds = 0.3;  // and, for fast ops, at least this long (at most 201 runs)
 
-// Median wall time of fn in milliseconds.
-double time_ms(const std::function<void()>& fn, int reps = -1) {
-  if (reps < 0) reps = g_reps;
+// Median wall time of fn in milliseconds, after one warm-up run. Fast ops run
+// more often: on a shared machine a median of many runs shrugs off the
+// scheduler's hiccups that a median of 7 sub-millisecond runs does not.
+double time_ms(const std::function<void()>& fn) {
   fn();  // warm-up: caches, allocator, thread pool
   std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
+  double total = 0;
+  while (static_cast<int>(t.size()) < g_reps || (total < g_min_seconds * 1e3 && t.size() < 201)) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    total += t.back();
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -202,10 +208,26 @@ void bench_block_linear() {
 }
 
 // ---- block_attention ------------------------------------------------------------------------
+// The composite: permute tokens into groups, matmul, softmax, matmul, un-permute.
+Tensor block_attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, int64_t block, int64_t stride) {
+  const int64_t B = q.sizes()[0], S = q.sizes()[1], H = q.sizes()[2], hd = q.sizes()[3], G = S / block;
+  auto grouped = [&](const Tensor& x) {  // [B, H, G, block, hd]
+    const Tensor p = reshape(contiguous(transpose(reshape(x, {B, G / stride, block, stride, H, hd}), 2, 3)),
+                             {B, G, block, H, hd});
+    return permute(p, {0, 3, 1, 2, 4});
+  };
+  const Tensor scores = mul(matmul(grouped(q), transpose(grouped(k), -1, -2)), 1.0 / std::sqrt(double(hd)));
+  const Tensor out = matmul(softmax(scores, -1), grouped(v));  // [B, H, G, block, hd]
+  const Tensor o = reshape(contiguous(permute(out, {0, 2, 3, 1, 4})), {B, G / stride, stride, block, H, hd});
+  return reshape(contiguous(transpose(o, 2, 3)), {B, S, H, hd});
+}
+
 void bench_block_attention() {
-  std::printf("\nblock_attention (f32), B8 H8 S1024 hd64: butterfly block 32 vs dense (block = S)\n");
+  std::printf("\nblock_attention (f32), B8 H8 S1024 hd64: butterfly block 32 vs dense (block = S), and vs the\n"
+              "composite (permute + matmul + softmax + matmul + un-permute)\n");
   rule();
-  std::printf("%-36s %10s %10s %12s %12s %12s\n", "case", "fwd ms", "GFLOP/s", "fwd+bwd ms", "GFLOP/s", "x dense f+b");
+  std::printf("%-32s %8s %8s %7s %9s %8s %7s %9s\n", "case", "fwd ms", "GFLOP/s", "x comp", "f+b ms", "GFLOP/s",
+              "x comp", "x dense");
   rule();
   const int64_t B = 8, H = 8, S = 1024, hd = 64;
   Generator g(6);
@@ -219,15 +241,18 @@ void bench_block_attention() {
   double dense_both = 0;
   for (const Case& c : {Case{"dense (block 1024, stride 1)", S, 1}, Case{"butterfly block 32, stride 1", 32, 1},
                         Case{"butterfly block 32, stride 32", 32, 32}}) {
-    // QK^T and PV: 2 * 2 * B*H*S*block*hd; the backward does twice that plus recomputing QK^T.
+    // QK^T and PV: 2 * 2 * B*H*S*block*hd flops.
     const double flop = 4.0 * B * H * S * c.block * hd;
     const auto t = time_fwd_bwd(
         [&](const auto& x) { return block_attention(x[0], x[1], x[2], c.block, c.stride); }, {q, k, v});
+    const auto comp = time_fwd_bwd(
+        [&](const auto& x) { return block_attention_composite(x[0], x[1], x[2], c.block, c.stride); }, {q, k, v});
     if (c.block == S) dense_both = t.second;
-    std::printf("%-36s %10.2f %10.1f %12.2f %12.1f %12.1f\n", c.name, t.first, flop / t.first / 1e6, t.second,
-                3.5 * flop / t.second / 1e6, dense_both / t.second);
+    std::printf("%-32s %8.2f %8.1f %7.1f %9.2f %8.1f %7.1f %9.1f\n", c.name, t.first, flop / t.first / 1e6,
+                comp.first / t.first, t.second, 3.5 * flop / t.second / 1e6, comp.second / t.second,
+                dense_both / t.second);
   }
-  std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dV, dP, dQ, dK)\n");
+  std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dP, dS K, dS^T Q, P^T dO)\n");
 }
 
 }  // namespace
@@ -237,14 +262,16 @@ int main(int argc, char** argv) {
     app::Flags flags("bench_ops", "CPU throughput of GEMM, memory-bound ops and the butterfly ops, each against a peer.");
     flags.add_bool("quick", "few repetitions (3) instead of 7");
     flags.add("threads", "0", "threads for OpenMP and BLAS (0 = the default)");
-    flags.add("reps", "0", "timed repetitions per figure (0 = 7, or 3 with --quick)");
+    flags.add("reps", "0", "minimum timed repetitions per figure (0 = 7, or 3 with --quick)");
     flags.add("only", "", "run one section: gemm, memory, block_linear, block_attention");
     if (!flags.parse(argc, argv)) return 0;
     g_reps = flags.flag("quick") ? 3 : 7;
+    if (flags.flag("quick")) g_min_seconds = 0;
     if (flags.integer("reps") > 0) g_reps = static_cast<int>(flags.integer("reps"));
     if (flags.integer("threads") > 0) set_num_threads(static_cast<int>(flags.integer("threads")));
     const std::string only = flags.str("only");
-    std::printf("bench_ops: %d threads, median of %d runs after a warm-up\n", get_num_threads(), g_reps);
+    std::printf("bench_ops: %d threads, median of >= %d runs (fast ops: >= %.1f s) after a warm-up\n",
+                get_num_threads(), g_reps, g_min_seconds);
     if (only.empty() || only == "gemm") bench_gemm();
     if (only.empty() || only == "memory") bench_memory_bound();
     if (only.empty() || only == "block_linear") bench_block_linear();

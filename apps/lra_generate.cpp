@@ -164,6 +164,7 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::cout << std::unitbuf;  // progress lines reach a log file as they happen
   return app::run_main([&] {
     const std::string task = argc > 1 ? argv[1] : "";
     if (task == "--help" || task == "-h" || task == "help") {

@@ -15,6 +15,7 @@
 #include <stb_easy_font.h>
 
 #include "apps/app_common.h"
+#include "apps/data_parallel_common.h"
 #include "autograd/node.h"
 #include "core/rng.h"
 #include "models/optim.h"
@@ -32,8 +33,7 @@ void on_sigint(int) { g_interrupted = true; }
 
 using Clock = std::chrono::steady_clock;
 
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, const Network& model) {
-  auto groups = param_groups_no_decay_1d(model.named_parameters(), c.weight_decay);
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<ParamGroupSpec> groups) {
   if (c.optimizer == "sgd") {
     SGDOptions o;
     o.lr = c.lr;
@@ -79,14 +79,6 @@ struct LogSums {
   double loss = 0, correct = 0, count = 0, steps = 0;
 };
 
-int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  const auto pred = argmax(logits, 1).to_vector<int64_t>();
-  const auto lab = labels.to_vector<int64_t>();
-  int64_t c = 0;
-  for (size_t i = 0; i < pred.size(); ++i) c += pred[i] == lab[i];
-  return c;
-}
-
 // Keeps only the metrics lines whose "step" is <= `step` (on resume, lines
 // written after the checkpoint by the interrupted run are dropped).
 void truncate_metrics(const std::string& path, int64_t step) {
@@ -122,32 +114,59 @@ Tensor forward_batch(const Network& model, const Batch& batch, Device device) {
   return model.forward(x, x2);
 }
 
-EvalResult evaluate(Network& model, DataLoader& loader, Device device, int64_t max_batches) {
+EvalResult evaluate(Network& model, DataLoader& loader, Device device, int64_t max_batches, dist::Communicator* comm,
+                    int micro_batches) {
   NoGradGuard ng;
+  const int W = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0, K = micro_batches;
+  DIMIX_CHECK(K >= 1, "evaluate: micro-batches must be at least 1, got ", K);
+  DIMIX_CHECK(loader.options().world_size == W && loader.options().rank == rank, "evaluate: the loader was built for rank ",
+              loader.options().rank, " of ", loader.options().world_size, ", this process is rank ", rank, " of ", W);
   const bool was_training = model.is_training();
   model.eval();
   loader.set_epoch(0);
-  EvalResult r;
-  double loss_sum = 0;
-  int64_t correct = 0, batches = 0;
+  // Sums per shard (rank r's micro-batch k is shard rK + k), added over
+  // shards in order at the end: the same bits for any ranks x micro-batches.
+  const int64_t S = static_cast<int64_t>(W) * K;
+  std::vector<double> v(static_cast<size_t>(3 * S), 0.0);
+  int64_t batches = 0;
   while (auto batch = loader.next()) {
     if (max_batches > 0 && batches >= max_batches) break;
-    const Tensor logits = forward_batch(model, *batch, device);
-    const Tensor labels = device.is_cpu() ? batch->labels : to_device_raw(batch->labels, device);
-    loss_sum += cross_entropy(logits, labels, 0.0, "sum").item();
-    correct += count_correct(logits, batch->labels);
-    r.examples += batch->size();
+    for (int k = 0; k < K; ++k) {
+      const auto [begin, end] = shard_range(batch->size(), K, k);
+      if (end == begin) continue;
+      const Batch part = K == 1 ? *batch : slice_batch(*batch, begin, end);
+      const Tensor logits = forward_batch(model, part, device);
+      const Tensor labels = device.is_cpu() ? part.labels : to_device_raw(part.labels, device);
+      const int64_t s = static_cast<int64_t>(rank) * K + k;
+      v[s] += cross_entropy(logits, labels, 0.0, "sum").item();
+      v[S + s] += static_cast<double>(correct_predictions(logits, part.labels));
+      v[2 * S + s] += static_cast<double>(end - begin);
+    }
     ++batches;
   }
   model.train(was_training);
+  if (comm) dist::all_reduce_values(*comm, v);
+  EvalResult r;
+  double loss_sum = 0, correct = 0, examples = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    loss_sum += v[s];
+    correct += v[S + s];
+    examples += v[2 * S + s];
+  }
+  r.examples = static_cast<int64_t>(examples);
   DIMIX_CHECK(r.examples > 0, "evaluate: the evaluation loader produced no examples");
-  r.loss = loss_sum / static_cast<double>(r.examples);
-  r.accuracy = static_cast<double>(correct) / static_cast<double>(r.examples);
+  r.loss = loss_sum / examples;
+  r.accuracy = correct / examples;
   return r;
 }
 
-TrainResult train(const TrainConfig& c, TrainTask& task) {
+TrainResult train(const TrainConfig& config, TrainTask& task) {
   DIMIX_CHECK(task.model && task.train, "train: a model and a training loader are required");
+  // Every rank trains; rank 0 alone prints, writes metrics, plots and checkpoints.
+  const std::shared_ptr<dist::Communicator> comm = config.comm ? config.comm : dist::single_process();
+  const bool leader = comm->rank() == 0;
+  TrainConfig c = config;
+  c.progress = config.progress && leader;
   namespace fs = std::filesystem;
   fs::create_directories(c.out_dir);
   TrainResult result;
@@ -159,7 +178,25 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
   DataLoader& loader = *task.train;
   model.to(c.device);
   model.train();
-  std::unique_ptr<Optimizer> opt = make_optimizer(c, model);
+  const int W = comm->world_size(), K = c.micro_batches;
+  DIMIX_CHECK(K >= 1, "train: micro-batches must be at least 1, got ", K);
+  DIMIX_CHECK(loader.options().world_size == W && loader.options().rank == comm->rank(),
+              "train: the training loader was built for rank ", loader.options().rank, " of ",
+              loader.options().world_size, ", this process is rank ", comm->rank(), " of ", W);
+  // Data parallelism (data_parallel_common.h); none in a plain single process.
+  const std::vector<ParamGroupSpec> groups = param_groups_no_decay_1d(model.named_parameters(), c.weight_decay);
+  std::unique_ptr<DataParallel> dp;
+  if (W > 1 || K > 1 || c.zero1) {
+    DataParallelOptions o;
+    o.zero1 = c.zero1;
+    o.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(c.bucket_mb * (1 << 20)));
+    dp = std::make_unique<DataParallel>(model.named_parameters(), groups, *comm,
+                                        c.device_comm ? *c.device_comm : *comm, o);
+  }
+  // Under ZeRO-1 this rank's optimizer holds its parameters' state only;
+  // checkpoints hold the unsharded state, through a full optimizer.
+  std::unique_ptr<Optimizer> opt = make_optimizer(c, dp ? dp->local_groups(groups) : groups);
+  const bool sharded = dp && dp->zero1();
   const int64_t per_epoch = loader.num_batches();
   DIMIX_CHECK(per_epoch > 0, "train: the training loader yields no batches (dataset of ", loader.dataset().size(),
               " examples, batch ", loader.global_batch_size(), ")");
@@ -170,12 +207,16 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
   int64_t step = 0, epoch = 0;
   LogSums sums;
   double best = 0;
+  int64_t best_step = -1;  // step of the best evaluation so far (-1: none yet)
+  const std::string best_path = (fs::path(c.out_dir) / "best.safetensors").string();
   if (!c.init_from.empty() && !c.resume) {
     load_checkpoint(c.init_from, model, nullptr, /*strict=*/false);
   }
   if (c.resume) {
     DIMIX_CHECK(fs::exists(result.checkpoint), "train: --resume but no checkpoint at ", result.checkpoint);
-    const CheckpointExtras ex = load_checkpoint(result.checkpoint, model, opt.get());
+    std::unique_ptr<Optimizer> full = sharded ? make_optimizer(c, groups) : nullptr;
+    const CheckpointExtras ex = load_checkpoint(result.checkpoint, model, sharded ? full.get() : opt.get());
+    if (sharded) opt->load_state_dict(dp->local_state(full->state_dict()));
     auto meta = [&](const std::string& k) {
       auto it = ex.metadata.find(k);
       DIMIX_CHECK(it != ex.metadata.end(), "train: checkpoint ", result.checkpoint, " lacks '", k, "'");
@@ -184,6 +225,22 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
     const std::string data_seed = std::to_string(loader.options().seed);
     DIMIX_CHECK(meta("data_seed") == data_seed, "train: checkpoint ", result.checkpoint, " was written with data seed ",
                 meta("data_seed"), " but this run uses ", data_seed, " (pass the same --seed to resume)");
+    // The data position counts global batches: a run resumes at any world
+    // size (and micro-batch count) that divides the same global batch.
+    const std::string global_batch = std::to_string(loader.global_batch_size());
+    DIMIX_CHECK(!ex.metadata.count("global_batch") || meta("global_batch") == global_batch, "train: checkpoint ",
+                result.checkpoint, " was written with a global batch of ", ex.metadata.count("global_batch") ? meta("global_batch") : "",
+                " but this run's is ", global_batch, " (", W, " ranks x ", loader.options().batch_size,
+                "): resume with the same global batch");
+    if (ex.metadata.count("world_size") && ex.metadata.count("micro_batches") && c.progress) {
+      const int64_t shards = std::stoll(meta("world_size")) * std::stoll(meta("micro_batches"));
+      if (shards != int64_t(W) * K)
+        std::cout << "note: the checkpoint was written by " << meta("world_size") << " ranks x " << meta("micro_batches")
+                  << " micro-batches, this run has " << W << " x " << K
+                  << ": it continues correctly, but its gradient sums are grouped differently, so not bit for bit"
+                  << (shards % W == 0 ? " (--micro-batches " + std::to_string(shards / W) + " would be)" : std::string())
+                  << "\n";
+    }
     for (const auto& [k, v] : task.metadata) {
       auto it = ex.metadata.find(k);
       DIMIX_CHECK(it == ex.metadata.end() || it->second == v, "train: checkpoint ", result.checkpoint, " has ", k,
@@ -198,17 +255,22 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
     sums.count = std::stod(meta("log_count"));
     sums.steps = std::stod(meta("log_steps"));
     best = std::stod(meta("best_accuracy"));
+    if (ex.metadata.count("best_step")) best_step = std::stoll(ex.metadata.at("best_step"));
     loader.set_epoch(epoch, position);
-    truncate_metrics(result.metrics, step);
+    if (leader) truncate_metrics(result.metrics, step);
     if (c.progress) std::cout << "resumed from " << result.checkpoint << " at step " << step << " (epoch " << epoch + 1
                               << ", batch " << position << ")\n";
   } else {
     default_generator().manual_seed(c.seed);
     loader.set_epoch(0);
-    std::ofstream(result.metrics, std::ios::trunc);
+    if (leader) std::ofstream(result.metrics, std::ios::trunc);
   }
-  std::ofstream metrics(result.metrics, std::ios::app);
-  DIMIX_CHECK(metrics.good(), "train: cannot write ", result.metrics);
+  std::ofstream metrics;  // rank 0's file; elsewhere a closed stream that drops what is written
+  if (leader) {
+    metrics.open(result.metrics, std::ios::app);
+    DIMIX_CHECK(metrics.good(), "train: cannot write ", result.metrics);
+  }
+  if (dp) dp->broadcast_parameters();
 
   auto save = [&] {
     CheckpointExtras ex;
@@ -225,12 +287,52 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
     ex.metadata["log_count"] = exact(sums.count);
     ex.metadata["log_steps"] = exact(sums.steps);
     ex.metadata["best_accuracy"] = exact(best);
-    save_checkpoint(result.checkpoint, model, opt.get(), ex);
+    ex.metadata["best_step"] = std::to_string(best_step);
+    ex.metadata["global_batch"] = std::to_string(loader.global_batch_size());
+    ex.metadata["world_size"] = std::to_string(W);
+    ex.metadata["micro_batches"] = std::to_string(K);
+    ex.metadata["zero1"] = c.zero1 ? "1" : "0";
+    std::string failure;
+    try {
+      if (sharded) {
+        const OptimizerState state = dp->full_state(*opt);  // collective
+        if (leader) {
+          std::unique_ptr<Optimizer> full = make_optimizer(c, groups);
+          full->load_state_dict(state);
+          save_checkpoint(result.checkpoint, model, full.get(), ex);
+        }
+      } else if (leader) {
+        save_checkpoint(result.checkpoint, model, opt.get(), ex);
+      }
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    if (W > 1) {  // every rank learns whether rank 0's write failed, instead of waiting for it
+      std::vector<double> failed{failure.empty() ? 0.0 : 1.0};
+      try {
+        dist::all_reduce_values(*comm, failed);
+      } catch (const Error&) {
+        if (!failure.empty()) throw Error(failure);
+        throw;
+      }
+      DIMIX_CHECK(failed[0] == 0 || !failure.empty(), "train: rank 0 could not write the checkpoint ",
+                  result.checkpoint, " (its error names the cause)");
+    }
+    if (!failure.empty()) throw Error(failure);
   };
   auto run_eval = [&] {
     if (!task.eval) return;
-    result.last_eval = evaluate(model, *task.eval, c.device, c.eval_batches);
+    result.last_eval = evaluate(model, *task.eval, c.device, c.eval_batches, comm.get(), K);
+    const bool improved = best_step < 0 || result.last_eval.accuracy > best;
     best = std::max(best, result.last_eval.accuracy);
+    if (improved) {
+      best_step = step;
+      if (c.save_best && leader) {
+        std::ostringstream acc;
+        acc << std::setprecision(17) << best;
+        save_module(model, best_path, {{"step", std::to_string(step)}, {"accuracy", acc.str()}});
+      }
+    }
     metrics << "{\"type\":\"eval\",\"step\":" << step << ",\"epoch\":" << epoch + 1
             << ",\"loss\":" << json_number(result.last_eval.loss) << ",\"acc\":" << json_number(result.last_eval.accuracy)
             << "}\n";
@@ -259,26 +361,31 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
       continue;
     }
     schedule->apply(*opt, step);
-    const Tensor logits = forward_batch(model, *batch, c.device);
-    const Tensor labels = c.device.is_cpu() ? batch->labels : to_device_raw(batch->labels, c.device);
-    const Tensor loss = cross_entropy(logits, labels, c.label_smoothing);
-    const double loss_value = loss.item();
+    // Forward and backward of this rank's part, gradients summed over ranks.
+    const int64_t global_batch = loader.global_batch_size();
+    const int64_t global_count = std::min(global_batch, loader.dataset().size() - batch->batch_index * global_batch);
+    const StepStats stats = data_parallel_step(model, *batch, global_count, c.device, c.label_smoothing, c.seed, step, K,
+                                               dp.get(), g_interrupted);
+    const double loss_value = stats.loss;
     if (!std::isfinite(loss_value)) {
       DIMIX_FAIL("train: loss became ", loss_value, " at step ", step + 1, "; stopping. The last good checkpoint is ",
                  fs::exists(result.checkpoint) ? result.checkpoint : std::string("(none yet)"),
                  " (try a lower --lr or --clip)");
     }
-    backward(loss);
-    if (c.clip > 0) clip_grad_norm_(model.parameters(), c.clip);
+    if (c.clip > 0) {
+      if (dp) dp->clip_grad_norm(c.clip);
+      else clip_grad_norm_(model.parameters(), c.clip);
+    }
     opt->step();
     opt->zero_grad();
+    if (dp) dp->gather_parameters();  // ZeRO-1: the owners' updates to every rank
     ++step;
     ++run_steps;
     sums.loss += loss_value;
-    sums.correct += static_cast<double>(count_correct(logits, batch->labels));
-    sums.count += static_cast<double>(batch->size());
+    sums.correct += stats.correct;
+    sums.count += stats.count;
     sums.steps += 1;
-    interval_items += batch->size();
+    interval_items += static_cast<int64_t>(stats.count);
 
     const bool log_now = step % c.log_every == 0 || step == total;
     if (log_now) {
@@ -309,16 +416,16 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
       std::cout << "\repoch " << epoch + 1 << " [" << std::string(filled, '=') << (filled < width ? ">" : "")
                 << std::string(std::max(0, width - filled - 1), ' ') << "] " << pos << "/" << per_epoch << "  step "
                 << step << "/" << total << "  loss " << std::fixed << std::setprecision(4) << loss_value << "  "
-                << std::setprecision(0) << (items_per_s > 0 ? items_per_s : run_steps * batch->size() / std::max(elapsed, 1e-9))
+                << std::setprecision(0) << (items_per_s > 0 ? items_per_s : run_steps * stats.count / std::max(elapsed, 1e-9))
                 << " " << c.item_name << "/s  ETA " << fmt_time(elapsed / run_steps * (total - step)) << std::defaultfloat
                 << "   " << std::flush;
     }
     if (c.eval_every > 0 && step % c.eval_every == 0) run_eval();
-    if ((c.stop_after > 0 && run_steps >= c.stop_after && step < total) || g_interrupted) {
+    if ((c.stop_after > 0 && run_steps >= c.stop_after && step < total) || stats.stop) {  // stop: agreed by all ranks
       save();
       result.interrupted = true;
       if (c.progress)
-        std::cout << (tty ? "\n" : "") << (g_interrupted ? "interrupted" : "stopped") << " at step " << step
+        std::cout << (tty ? "\n" : "") << (stats.stop ? "interrupted" : "stopped") << " at step " << step
                   << "; checkpoint " << result.checkpoint << " (continue with --resume)\n";
       break;
     }
@@ -329,10 +436,12 @@ TrainResult train(const TrainConfig& c, TrainTask& task) {
   }
   result.steps = step;
   result.best_accuracy = best;
+  result.best_step = best_step;
+  if (c.save_best && best_step >= 0) result.best_checkpoint = best_path;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   metrics.close();
   try {
-    plot_metrics(result.metrics, result.plot);
+    if (leader) plot_metrics(result.metrics, result.plot);
   } catch (const Error& e) {
     if (c.progress) std::cout << "plot: " << e.what() << "\n";
   }

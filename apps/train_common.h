@@ -11,6 +11,7 @@
 #include <string>
 
 #include "data/loader.h"
+#include "dist/communicator.h"
 #include "models/networks.h"
 
 namespace dimix::app {
@@ -33,9 +34,19 @@ struct TrainConfig {
   int64_t stop_after = 0;           // stop (with a checkpoint) after this many steps of this invocation
   bool resume = false;
   std::string init_from;            // initialise the model from another run's checkpoint (non-strict)
+  bool save_best = false;           // keep the model of the best evaluation (accuracy) in <out_dir>/best.safetensors
   Device device = Device::cpu();
   bool progress = true;             // progress bar / periodic lines on stdout
   std::string item_name = "img";    // for "img/s"
+  // Data parallelism (apps/data_parallel_common.h). comm: this run's ranks
+  // (null: one process); the loaders must be built for its rank and world
+  // size, with the global batch divided among the ranks. device_comm: the
+  // collectives on GPU buffers (NCCL; null: comm). Only rank 0 prints,
+  // writes metrics and plots, and writes checkpoints.
+  std::shared_ptr<dist::Communicator> comm, device_comm;
+  int micro_batches = 1;            // per rank: each rank's part of a batch in this many forward/backward passes
+  bool zero1 = false;               // shard the optimizer state over the ranks (ZeRO stage 1)
+  double bucket_mb = 25;            // gradient bucket size (one collective per bucket)
 };
 
 struct TrainTask {
@@ -55,6 +66,8 @@ struct TrainResult {
   bool interrupted = false;  // stopped early (stop_after or Ctrl-C), checkpoint written
   EvalResult last_eval;
   double best_accuracy = 0;
+  int64_t best_step = -1;      // step of the best evaluation (-1: none)
+  std::string best_checkpoint; // <out_dir>/best.safetensors when save_best and an evaluation ran
   double seconds = 0;
   std::string checkpoint, metrics, plot;
 };
@@ -64,8 +77,13 @@ struct TrainResult {
 TrainResult train(const TrainConfig& config, TrainTask& task);
 
 // Loss and accuracy of `model` on every batch of `loader` (or the first
-// `max_batches`), in eval mode without recording gradients.
-EvalResult evaluate(Network& model, DataLoader& loader, Device device, int64_t max_batches = 0);
+// `max_batches`), in eval mode without recording gradients. With `comm`
+// (the loader built for its rank and world size) the result covers every
+// rank's part; each part is evaluated in `micro_batches` pieces, and the
+// sums go per shard, so W ranks and one process with W micro-batches agree
+// to the bit.
+EvalResult evaluate(Network& model, DataLoader& loader, Device device, int64_t max_batches = 0,
+                    dist::Communicator* comm = nullptr, int micro_batches = 1);
 
 // Moves a batch's inputs to `device` and runs the model.
 Tensor forward_batch(const Network& model, const Batch& batch, Device device);

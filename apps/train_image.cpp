@@ -6,11 +6,13 @@
 //   train_image --model vit-p4-l4-butterfly --dataset cifar10 --data-root DIR --lr 1e-4
 //   train_image --out runs/x --resume            (continue an interrupted run)
 //   train_image --eval-only --out runs/x --split test
+//   mpirun -np 2 train_image --batch-size 256 --zero1   (data parallel; see the README)
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 
 #include "apps/app_common.h"
+#include "apps/data_parallel_common.h"
 #include "apps/train_common.h"
 #include "core/kernel_table.h"
 #include "core/parallel.h"
@@ -69,7 +71,7 @@ void sparsifiner_stage1(Network& model, DataLoader& loader, int64_t steps, Devic
 
 int main(int argc, char** argv) {
   app::configure_threads(argv);
-  return app::run_main([&] {
+  return app::run_distributed_main([&](std::shared_ptr<dist::Communicator> comm) {
     app::Flags f("train_image", "Trains a dimension-mixer network on an image-classification dataset.");
     f.add("model", "butterfly-mixer-s", "network name (--list-models shows all)");
     f.add("mixer", "", "replace the network's mixer (--list-models shows mixers), e.g. butterfly-mlp");
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
     f.add("data-root", "", "dataset directory (default: the Debian package location for (fashion-)mnist)");
     f.add("epochs", "10", "epochs (ignored when --steps is given)");
     f.add("steps", "0", "total optimizer steps (0: epochs x batches per epoch)");
-    f.add("batch-size", "128", "examples per step");
+    f.add("batch-size", "128", "examples per step, over all ranks (each of N ranks takes batch-size / N)");
     f.add("optimizer", "adamw", "sgd | adam | adamw");
     f.add("lr", "0.002", "peak learning rate");
     f.add("momentum", "0.9", "SGD momentum");
@@ -101,6 +103,7 @@ int main(int argc, char** argv) {
     f.add("split", "test", "split for --eval-only: train | test");
     f.add_bool("list-models", "list the named networks and mixers, then exit");
     f.add_bool("quiet", "no progress output");
+    app::add_distributed_flags(f);
     f.add("sparsifiner-stage1-steps", "0",
           "Sparsifiner models: first train only the mask predictors for N steps on attention reconstruction");
     if (!f.parse(argc, argv)) return 0;
@@ -112,14 +115,15 @@ int main(int argc, char** argv) {
       for (const auto& [n, d] : mixer_names()) std::cout << "  " << std::left << std::setw(26) << n << d << "\n";
       return 0;
     }
-    if (f.integer("threads") > 0) set_num_threads(static_cast<int>(f.integer("threads")));
-    const Device device = Device::parse(f.str("device"));
+    const int64_t batch = f.integer("batch-size");
+    DIMIX_CHECK(batch > 0, "train_image: --batch-size must be positive, got ", batch);
+    const app::DistributedSetup ds = app::setup_distributed(f, comm, f.str("device"), batch, "train_image");
+    const bool leader = comm->rank() == 0;
+    const Device device = ds.device;
     DIMIX_CHECK(device.is_cpu() || cuda::available(), "train_image: --device ", f.str("device"),
                 " requested but no CUDA device is available", cuda_built() ? "" : " (built without CUDA)");
     const uint64_t seed = static_cast<uint64_t>(f.integer("seed"));
     const std::string dataset = f.str("dataset");
-    const int64_t batch = f.integer("batch-size");
-    DIMIX_CHECK(batch > 0, "train_image: --batch-size must be positive, got ", batch);
 
     ImageDatasetOptions dopt;
     dopt.synthetic.size = f.integer("synthetic-size");
@@ -134,8 +138,11 @@ int main(int argc, char** argv) {
     NetworkInput input{train_set->channels(), train_set->height(), train_set->num_classes()};
     auto model = make_network(f.str("model"), input, f.str("mixer"));
 
+    // Evaluation: 256 examples per shard, each rank taking its shards.
     DataLoaderOptions eval_opt;
-    eval_opt.batch_size = 256;
+    eval_opt.batch_size = 256 * ds.micro_batches;
+    eval_opt.rank = comm->rank();
+    eval_opt.world_size = comm->world_size();
     eval_opt.shuffle = false;
     eval_opt.num_workers = static_cast<int>(f.integer("workers"));
     eval_opt.transform = make_transform(dataset, false, false, train_set->channels());
@@ -152,15 +159,18 @@ int main(int argc, char** argv) {
                   f.str("split"), "'");
       model->to(device);
       DataLoader loader(split, eval_opt);
-      const auto r = app::evaluate(*model, loader, device);
-      std::cout << f.str("model") << " on " << dataset << " " << f.str("split") << ": accuracy " << std::fixed
+      const auto r = app::evaluate(*model, loader, device, 0, comm.get(), ds.micro_batches);
+      if (leader)
+        std::cout << f.str("model") << " on " << dataset << " " << f.str("split") << ": accuracy " << std::fixed
                 << std::setprecision(2) << 100 * r.accuracy << "%  loss " << std::setprecision(4) << r.loss << "  ("
                 << r.examples << " examples, " << ckpt << ")\n";
       return 0;
     }
 
     DataLoaderOptions train_opt;
-    train_opt.batch_size = batch;
+    train_opt.batch_size = ds.rank_batch;
+    train_opt.rank = comm->rank();
+    train_opt.world_size = comm->world_size();
     train_opt.shuffle = true;
     train_opt.drop_last = true;
     train_opt.seed = seed;
@@ -188,19 +198,21 @@ int main(int argc, char** argv) {
     c.resume = f.flag("resume");
     c.device = device;
     c.progress = !f.flag("quiet");
+    app::apply_distributed(f, ds, c);
     DIMIX_CHECK(c.epochs > 0 || c.steps > 0, "train_image: --epochs or --steps must be positive");
 
-    if (c.progress) {
+    if (c.progress && leader) {
+      const std::string dist_line = app::distributed_summary(ds, c);
       std::cout << "dimix train_image: " << f.str("model") << (f.str("mixer").empty() ? "" : " (mixer " + f.str("mixer") + ")")
                 << ", " << model->num_parameters() << " parameters, on " << dataset << " (" << train_set->size()
                 << " train / " << test_set->size() << " test), " << device.str() << ", " << get_num_threads()
-                << " threads" << std::endl;
+                << " threads" << (dist_line.empty() ? "" : ", " + dist_line) << std::endl;
     }
     if (f.integer("sparsifiner-stage1-steps") > 0 && !c.resume)
-      sparsifiner_stage1(*model, *task.train, f.integer("sparsifiner-stage1-steps"), device, c.progress);
+      sparsifiner_stage1(*model, *task.train, f.integer("sparsifiner-stage1-steps"), device, c.progress && leader);
     app::install_interrupt_handler();
     const app::TrainResult r = app::train(c, task);
-    if (c.progress) {
+    if (c.progress && leader) {
       std::cout << "\n" << (r.interrupted ? "stopped" : "finished") << " after " << r.steps << " steps in " << std::fixed
                 << std::setprecision(1) << r.seconds << " s";
       if (r.last_eval.examples > 0)

@@ -43,6 +43,18 @@ void* find_kernel_raw(const std::string& name, const char* signature) {
   return it->second.fn;
 }
 
+bool has_kernel(const std::string& name) {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  return table().count(name) != 0;
+}
+
+std::vector<std::string> registered_kernels() {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  std::vector<std::string> names;
+  for (const auto& [name, entry] : table()) names.push_back(name);
+  return names;
+}
+
 bool cuda_built() {
   std::lock_guard<std::mutex> lock(table_mutex());
   return built_flag();

@@ -189,9 +189,9 @@ Tensor empty(const Shape& sizes, DType dtype, Device device) {
 }
 
 Tensor full(const Shape& sizes, double value, DType dtype, Device device) {
-  Tensor t = empty(sizes, dtype, Device::cpu());
+  Tensor t = empty(sizes, dtype, device);  // filled in place on any device: no host copy
   fill_(t, value);
-  return device.is_cpu() ? t : to_device_raw(t, device);
+  return t;
 }
 Tensor zeros(const Shape& sizes, DType dtype, Device device) { return full(sizes, 0.0, dtype, device); }
 Tensor ones(const Shape& sizes, DType dtype, Device device) { return full(sizes, 1.0, dtype, device); }
@@ -303,6 +303,10 @@ void copy_(const Tensor& dst, const Tensor& src) {
 }
 
 void fill_(const Tensor& t, double value) {
+  if (t.device().is_cuda()) {  // any strides, any dtype (cuda/elementwise.cu)
+    cuda_kernel<void(const Tensor&, double)>("fill")(t, value);
+    return;
+  }
   DIMIX_CHECK(t.device().is_cpu(), "fill_: CPU tensors only here (got ", t.device().str(), ")");
   dispatch_all(t.dtype(), "fill_", [&]<class T>() {
     T* p = static_cast<T*>(t.storage()->data()) + t.offset();
@@ -323,8 +327,9 @@ Tensor cast_raw(const Tensor& t, DType dtype) {
 
 Tensor to_device_raw(const Tensor& t, Device device) {
   if (t.device() == device) return t;
-  Tensor src = t.device().is_cpu() ? t.contiguous_raw() : t;
-  DIMIX_CHECK(src.is_contiguous(), "to: non-contiguous device tensor; call contiguous() first");
+  // Transfers move contiguous bytes: a strided view is compacted on its own
+  // device first (a GPU view through the "copy_strided" kernel).
+  const Tensor src = t.contiguous_raw();
   Tensor out = empty(t.sizes(), t.dtype(), device);
   copy_(out, src);
   return out;

@@ -9,4 +9,12 @@ bool available() { return false; }
 int device_count() { return 0; }
 void synchronize() {}
 
+AllocatorStats memory_stats() { return {}; }
+void reset_peak_memory() {}
+void empty_cache() {}
+
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+bool sync_debug() { return false; }
+
 }  // namespace dimix::cuda

@@ -52,16 +52,21 @@ void Module::train(bool on) {
 }
 
 void Module::to(Device device) {
+  // Moves in place: every holder of a parameter handle (layers keep their own
+  // copies, e.g. Linear::weight) sees the new device, so the TensorImpl keeps
+  // its identity and only its storage changes.
   NoGradGuard ng;
-  for (auto& [n, p] : params_) {
-    if (p.device() == device) continue;
-    Tensor moved = to_device_raw(p, device);
-    moved.set_requires_grad(true);
-    moved.impl().name = n;
-    p = moved;
-  }
-  for (auto& [n, b] : buffers_)
-    if (b.device() != device) b = to_device_raw(b, device);
+  auto move = [&](const Tensor& t) {
+    if (t.device() == device) return;
+    const Tensor moved = to_device_raw(t.contiguous_raw(), device);
+    TensorImpl& impl = t.impl();
+    impl.storage = moved.storage();
+    impl.strides = moved.strides();
+    impl.offset = moved.offset();
+    impl.grad.reset();
+  };
+  for (auto& [n, p] : params_) move(p);
+  for (auto& [n, b] : buffers_) move(b);
   for (auto& [n, m] : children_) m->to(device);
 }
 

@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "models/init.h"
+#include "models/monarch.h"
+#include "models/sparsifiner.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -256,6 +258,71 @@ bool register_all() {
             return std::make_shared<LRATransformer>(c);
           });
     }
+  }
+  // Sparsifiner (PAPERS.md 3, models/sparsifiner.h).
+  add("sparsifiner-vit-s",
+      "small Sparsifiner ViT: patch 4, CLS token, 128 dim, 4 pre-LN layers, 4 heads, 25% of keys per query",
+      [](const NetworkInput& in, const std::string& m) {
+        DIMIX_CHECK(m.empty(), "sparsifiner-vit-s: its attention is Sparsifiner's (got --mixer ", m, ")");
+        SparsifinerViTConfig c;
+        c.channels = in.channels;
+        c.image = in.image;
+        c.classes = in.classes;
+        c.patch = 4;
+        c.dim = 128;
+        c.layers = 4;
+        c.heads = 4;
+        c.mlp_ratio = 2.0;
+        c.attention.reduce_n = 4;  // 50 tokens (28 px) -> 12 bases, so the top-8 coefficient cut still selects
+        return std::make_shared<SparsifinerViT>(c);
+      });
+  add("sparsifiner-deit-s", "Sparsifiner-S: DeiT-S (384 dim, 12 layers, 6 heads, patch 16; 224 px -> 197 tokens)",
+      [](const NetworkInput& in, const std::string& m) {
+        DIMIX_CHECK(m.empty(), "sparsifiner-deit-s: its attention is Sparsifiner's (got --mixer ", m, ")");
+        SparsifinerViTConfig c;  // the defaults are DeiT-S with the authors' predictor settings
+        c.channels = in.channels;
+        c.image = in.image;
+        c.classes = in.classes;
+        return std::make_shared<SparsifinerViT>(c);
+      });
+  for (const char* task : {"listops", "text", "retrieval", "image", "pathfinder32"}) {
+    const std::string dense = std::string("lra-") + task + "-dense";
+    add(std::string("lra-") + task + "-sparsifiner", std::string("LRA ") + task + " transformer, Sparsifiner attention",
+        [dense](const NetworkInput& in, const std::string& m) {
+          return table().at(dense).build(in, m.empty() ? "sparsifiner" : m);
+        });
+  }
+  // Monarch Mixer (PAPERS.md 2, models/monarch.h): M2 layers (sequence mixer +
+  // Monarch GLU MLP) on 4x4 patches, and in place of the LRA transformer's blocks.
+  add("m2-mixer-s", "small Monarch Mixer: patch 4, 64 channels, 6 M2 layers (Hyena long conv + block-diagonal GLU)",
+      [](const NetworkInput& in, const std::string& m) {
+        DIMIX_CHECK(m.empty(), "m2-mixer-s: has no replaceable mixer (got --mixer ", m, ")");
+        M2ImageConfig c;
+        c.channels = in.channels;
+        c.image = in.image;
+        c.classes = in.classes;
+        return std::make_shared<M2ImageClassifier>(c);
+      });
+  struct M2Task {
+    std::string name;
+    int64_t vocab, len, classes;
+    bool dual;
+  };
+  for (const M2Task& t : std::vector<M2Task>{{"listops", 32, 2048, 10, false},
+                                              {"text", 512, 4096, 2, false},
+                                              {"retrieval", 512, 4096, 2, true},
+                                              {"image", 512, 1024, 10, false},
+                                              {"pathfinder32", 512, 1024, 2, false}}) {
+    add("lra-" + t.name + "-m2", "LRA " + t.name + ": the LRA transformer's embeddings, pooling and head around 2 M2 layers",
+        [t](const NetworkInput&, const std::string& m) {
+          DIMIX_CHECK(m.empty(), "lra-", t.name, "-m2: has no replaceable mixer (got --mixer ", m, ")");
+          M2LRAConfig c;
+          c.vocab = t.vocab;
+          c.max_len = t.len;
+          c.classes = t.classes;
+          c.dual = t.dual;
+          return std::make_shared<M2LRAClassifier>(c);
+        });
   }
   return true;
 }

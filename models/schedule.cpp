@@ -167,14 +167,17 @@ std::unique_ptr<Schedule> make_schedule(const std::string& name, double base_lr,
     return std::make_unique<WarmupDecayLR>(base_lr, warmup_steps, total_steps, DecayKind::linear, min_lr);
   if (name == "warmup-cosine")
     return std::make_unique<WarmupDecayLR>(base_lr, warmup_steps, total_steps, DecayKind::cosine, min_lr);
-  if (name == "onecycle") {
+  if (name == "onecycle" || name == "onecycle-linear") {
     OneCycleOptions o;
     o.max_lr = base_lr;
     o.total_steps = total_steps;
+    // Nystromformer's LRA runs: pct_start = warmup / steps, linear annealing.
+    if (warmup_steps > 0) o.pct_start = static_cast<double>(warmup_steps) / static_cast<double>(total_steps);
+    if (name == "onecycle-linear") o.anneal = AnnealKind::linear;
     return std::make_unique<OneCycleLR>(o);
   }
   DIMIX_FAIL("make_schedule: unknown schedule '", name,
-             "' (expected constant, cosine, warmup-linear, warmup-cosine or onecycle)");
+             "' (expected constant, cosine, warmup-linear, warmup-cosine, onecycle or onecycle-linear)");
 }
 
 }  // namespace dimix

@@ -121,7 +121,9 @@ class OneCycleLR : public Schedule {
 
 // A schedule by name, for binaries' --schedule flag: "constant", "cosine"
 // (t_max = total_steps, eta_min = min_lr), "warmup-linear", "warmup-cosine"
-// (final_lr = min_lr), "onecycle" (max_lr = base_lr, PyTorch defaults).
+// (final_lr = min_lr), "onecycle" (max_lr = base_lr, PyTorch defaults;
+// pct_start = warmup_steps / total_steps when warmup_steps > 0),
+// "onecycle-linear" (the same with linear annealing, as the LRA runs).
 std::unique_ptr<Schedule> make_schedule(const std::string& name, double base_lr, int64_t total_steps,
                                         int64_t warmup_steps = 0, double min_lr = 0.0);
 

@@ -1,0 +1,551 @@
+// block_linear (see block_linear.h): the butterfly block-diagonal product of
+// PAPERS.md 1.1-1.3, with the butterfly permutation folded into indexing.
+//
+// Letters: x is viewed as [outer, n, inner] around `dim`; G groups, block
+// sizes b_in / b_out, strides g_in / g_out. Group k = a * g + s reads the
+// positions a*b*g + s + j*g, j < b, so a "super-block" a is a [b, g] matrix
+// whose column s is one group. Nothing permuted is ever materialised; the
+// kernels below read the groups where they lie:
+//
+//  inner > 1 (mixing a middle dim): for each (outer o, group k) the product is
+//    Y_k[b_out, inner] = W_k X_k, with X_k's rows g_in*inner apart: a small
+//    GEMM with contiguous rows (tile::small_gemm, or BLAS for big blocks).
+//  inner == 1 (mixing the last dim), rows r:
+//    - g_out == 1: group k's outputs are contiguous, so vector lanes run over
+//      jo (W_k^T rows are the B operand) and x is broadcast from wherever its
+//      group lies (any g_in);
+//    - g_out > 1: a tile of 32 rows is transposed in registers (16 x 16
+//      blocks), each group becomes Y_k^T = W_k X_k^T with lanes over rows and
+//      the weights broadcast from L1, and the result is transposed back.
+//    (Lanes over neighbouring groups s, each with its own weights, were tried
+//    and measured 5x slower: every FMA then needs a full weight vector, where
+//    the broadcast forms need 4 bytes.)
+//  The input gradient is block_linear itself with W_k^T and the strides
+//  swapped; the weight gradient dW_k = sum over rows of dY_k X_k^T is
+//  reduced per chunk of rows into partial sums that are added in a fixed
+//  order (deterministic for a given thread count).
+//
+// CUDA kernels dispatched to (x3 [outer, n_in, inner] with unit inner stride
+// when inner > 1; y3, dy3 contiguous [outer, n_out, inner]; w [G, b_out, b_in]
+// and bias [G, b_out] contiguous, bias possibly undefined):
+//   "block_linear_forward"         void(const Tensor& y3, const Tensor& x3, const Tensor& w, const Tensor& bias,
+//                                       int64_t in_stride, int64_t out_stride)
+//   "block_linear_backward_weight" void(const Tensor& dw, const Tensor& dy3, const Tensor& x3,
+//                                       int64_t in_stride, int64_t out_stride)
+// (the input gradient reuses the forward kernel; the bias gradient is sum_raw.)
+#include "ops/block_linear.h"
+
+#include <cmath>
+#include <functional>
+
+#include "ops/common.h"
+#include "ops/linalg.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
+#include "ops/tile_gemm.h"
+
+namespace dimix {
+namespace {
+
+using tile::dispatch_count;
+using tile::kLanes;
+using tile::small_gemm;
+
+// Where the groups of one side (input or output) lie along the mixed dim.
+struct Side {
+  int64_t b;  // block size
+  int64_t g;  // stride
+  // First position of group k; its j-th position is base(k) + j * g.
+  int64_t base(int64_t k) const { return (k / g) * b * g + k % g; }
+};
+
+// Blocks at least this big (b_in * b_out) go to BLAS.
+constexpr int64_t kBlasBlock = 128 * 128;
+
+// Splits [0, n) into at most `max_chunks` chunks of at least `min_size`.
+inline int64_t chunk_count(int64_t n, int64_t min_size, int64_t max_chunks) {
+  return std::max<int64_t>(1, std::min<int64_t>(max_chunks, n / std::max<int64_t>(min_size, 1)));
+}
+
+// ---- forward (and input gradient) ---------------------------------------------------
+
+// y3 [outer, n_out, inner] (contiguous) = block_linear(x3 [outer, n_in, inner]).
+// w [G, b_out, b_in] and bias [G, b_out] (or null) contiguous.
+template <class T>
+void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, int64_t G, Side in, Side out) {
+  const int64_t outer = x3.sizes()[0], n_in = x3.sizes()[1], inner = x3.sizes()[2];
+  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
+  const int64_t n_out = G * out.b;
+  const T* x = x3.data<T>();
+  T* y = y3.data<T>();
+  const int64_t blk = in.b * out.b;
+  (void)n_in;
+  if (y3.numel() == 0) return;
+
+  if (inner > 1) {
+    // Each (o, k) is Y_k[b_out, inner] = W_k X_k with X_k's rows g_in*sn apart.
+    const int64_t work = std::max<int64_t>(1, blk * inner);
+    parallel_for(0, outer * G, std::max<int64_t>(1, 65536 / work), [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t o = t / G, k = t % G;
+        const T* wk = w + k * blk;
+        const T* bk = bias ? bias + k * out.b : nullptr;
+        const T* xk = x + o * so + in.base(k) * sn;
+        T* yk = y + (o * n_out + out.base(k)) * inner;
+        if (blk >= kBlasBlock) {
+          gemm<T>(false, false, out.b, inner, in.b, T(1), wk, in.b, xk, in.g * sn, T(0), yk, out.g * inner);
+          if (bk)
+            for (int64_t jo = 0; jo < out.b; ++jo)
+              for (int64_t i = 0; i < inner; ++i) yk[jo * out.g * inner + i] += bk[jo];
+        } else {
+          small_gemm<T>(out.b, inner, in.b, wk, in.b, 1, xk, in.g * sn, yk, out.g * inner, bk, nullptr, false);
+        }
+      }
+    });
+    return;
+  }
+
+  // inner == 1: rows r = o, mixing the last dim.
+  const int64_t R = outer;
+  if (blk >= kBlasBlock && in.g == 1 && out.g == 1 && sn == 1) {
+    // Big dense blocks: Y[:, block k] = X[:, block k] W_k^T, BLAS threads it.
+    for (int64_t k = 0; k < G; ++k) {
+      T* yk = y + out.base(k);
+      gemm<T>(false, true, R, out.b, in.b, T(1), x + in.base(k), so, w + k * blk, in.b, T(0), yk, n_out);
+      if (bias)
+        parallel_for(0, R, 256, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t jo = 0; jo < out.b; ++jo) yk[r * n_out + jo] += bias[k * out.b + jo];
+        });
+    }
+    return;
+  }
+  if (out.g == 1) {
+    // Group k's outputs are contiguous: lanes over jo with W_k^T [b_in, b_out]
+    // rows as the B operand, x broadcast from its group's positions (any g_in).
+    // Tiles of 16 rows keep x's and y's rows streaming through L1.
+    std::vector<T> wt(G * blk);
+    for (int64_t k = 0; k < G; ++k)
+      for (int64_t jo = 0; jo < out.b; ++jo)
+        for (int64_t j = 0; j < in.b; ++j) wt[(k * in.b + j) * out.b + jo] = w[(k * out.b + jo) * in.b + j];
+    constexpr int64_t RT = 16;
+    parallel_for(0, (R + RT - 1) / RT, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t r0 = c0 * RT; r0 < std::min(R, c1 * RT); r0 += RT) {
+        const int64_t rows = std::min(RT, R - r0);
+        for (int64_t k = 0; k < G; ++k)
+          small_gemm<T>(rows, out.b, in.b, x + r0 * so + in.base(k) * sn, so, in.g * sn, wt.data() + k * blk, out.b,
+                        y + r0 * n_out + out.base(k), n_out, nullptr, bias ? bias + k * out.b : nullptr, false);
+      }
+    });
+    return;
+  }
+  // Strided outputs: transpose a tile of RT rows (xt [n_in, RT]), so that
+  // every group is a small GEMM with lanes over rows (Y_k^T = W_k X_k^T, the
+  // weights broadcast from L1), and transpose the result back.
+  constexpr int64_t RT = 2 * kLanes<T>;
+  parallel_for(0, (R + RT - 1) / RT, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> xt(n_in * RT), yt(n_out * RT);
+    for (int64_t r0 = c0 * RT; r0 < std::min(R, c1 * RT); r0 += RT) {
+      const int64_t rows = std::min(RT, R - r0);
+      if (rows < RT) std::fill(xt.begin(), xt.end(), T(0));
+      if (sn == 1) {
+        tile::transpose(x + r0 * so, so, xt.data(), RT, rows, n_in);
+      } else {
+        for (int64_t p = 0; p < n_in; ++p)
+          for (int64_t r = 0; r < rows; ++r) xt[p * RT + r] = x[(r0 + r) * so + p * sn];
+      }
+      for (int64_t k = 0; k < G; ++k)
+        small_gemm<T>(out.b, RT, in.b, w + k * blk, in.b, 1, xt.data() + in.base(k) * RT, in.g * RT,
+                      yt.data() + out.base(k) * RT, out.g * RT, bias ? bias + k * out.b : nullptr, nullptr, false);
+      tile::transpose(yt.data(), RT, y + r0 * n_out, n_out, n_out, rows);
+    }
+  });
+}
+
+// ---- weight gradient -------------------------------------------------------------------
+
+// dw [G, b_out, b_in] = sum over (o, i) of dY_k X_k^T; dy3 [outer, n_out, inner]
+// contiguous, x3 any strides (unit inner stride when inner > 1).
+template <class T>
+void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side in, Side out) {
+  const int64_t outer = x3.sizes()[0], inner = x3.sizes()[2];
+  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
+  const int64_t n_out = G * out.b, n_in = G * in.b;
+  const int64_t blk = in.b * out.b;
+  const T* x = x3.data<T>();
+  const T* dy = dy3.data<T>();
+  const int64_t nthreads = get_num_threads();
+  if (x3.numel() == 0) {
+    std::fill(dw, dw + G * blk, T(0));
+    return;
+  }
+
+  // Partial sums per chunk of rows, added in chunk order at the end.
+  auto reduce_chunks = [&](int64_t chunks, const std::function<void(int64_t, int64_t, int64_t, T*)>& body,
+                           int64_t rows) {
+    std::vector<T> partial(static_cast<size_t>(chunks * G * blk), T(0));
+    const int64_t per = (rows + chunks - 1) / chunks;
+    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) body(c * per, std::min(rows, (c + 1) * per), c, partial.data() + c * G * blk);
+    });
+    return partial;
+  };
+
+  if (inner > 1) {
+    constexpr int L = kLanes<T>;
+    constexpr int JO = 4, JJ = 4;
+    const int64_t full = inner / L * L, tail = inner - full;
+    // p[jo][j] += sum_{o, i} dy[o][jo][i] x[o][j][i] for one JO x JJ block.
+    auto dot_block = [&]<int NO, int NJ>(int64_t o0, int64_t o1, const T* dyk, const T* xk, T* p) {
+      using V = tile::Vec<T>;
+      V acc[NO][NJ];
+      for (int a = 0; a < NO; ++a)
+        for (int b = 0; b < NJ; ++b) acc[a][b] = V{};
+      for (int64_t o = o0; o < o1; ++o) {
+        const T* dyo = dyk + o * n_out * inner;
+        const T* xo = xk + o * so;
+        auto step = [&](const T* dp, int64_t d_stride, const T* xp, int64_t x_stride) {
+          V xv[NJ];
+#pragma GCC unroll 4
+          for (int b = 0; b < NJ; ++b) xv[b] = tile::load<T>(xp + b * x_stride);
+#pragma GCC unroll 4
+          for (int a = 0; a < NO; ++a) {
+            const V d = tile::load<T>(dp + a * d_stride);
+#pragma GCC unroll 4
+            for (int b = 0; b < NJ; ++b) acc[a][b] += d * xv[b];
+          }
+        };
+        for (int64_t i = 0; i < full; i += L) step(dyo + i, out.g * inner, xo + i, in.g * sn);
+        if (tail) {
+#if DIMIX_TILE_MASKED
+          V xv[NJ];
+          for (int b = 0; b < NJ; ++b) xv[b] = tile::load_first<T>(xo + b * in.g * sn + full, static_cast<int>(tail));
+          for (int a = 0; a < NO; ++a) {
+            const V d = tile::load_first<T>(dyo + a * out.g * inner + full, static_cast<int>(tail));
+            for (int b = 0; b < NJ; ++b) acc[a][b] += d * xv[b];
+          }
+#else
+          T dpad[NO][L] = {}, xpad[NJ][L] = {};  // zero-padded copies of the ragged end
+          for (int a = 0; a < NO; ++a)
+            for (int64_t i = 0; i < tail; ++i) dpad[a][i] = dyo[a * out.g * inner + full + i];
+          for (int b = 0; b < NJ; ++b)
+            for (int64_t i = 0; i < tail; ++i) xpad[b][i] = xo[b * in.g * sn + full + i];
+          step(&dpad[0][0], L, &xpad[0][0], L);
+#endif
+        }
+      }
+      for (int a = 0; a < NO; ++a)
+        for (int b = 0; b < NJ; ++b) p[a * in.b + b] += tile::hsum<T, L>(acc[a][b]);
+    };
+    auto body = [&](int64_t o0, int64_t o1, int64_t, T* part) {
+      for (int64_t k = 0; k < G; ++k) {
+        const T* dyk = dy + out.base(k) * inner;
+        const T* xk = x + in.base(k) * sn;
+        T* pk = part + k * blk;
+        if (blk >= kBlasBlock) {
+          for (int64_t o = o0; o < o1; ++o)
+            gemm<T>(false, true, out.b, in.b, inner, T(1), dyk + o * n_out * inner, out.g * inner, xk + o * so,
+                    in.g * sn, T(1), pk, in.b);
+          continue;
+        }
+        for (int64_t jo = 0; jo < out.b; jo += JO)
+          for (int64_t j = 0; j < in.b; j += JJ)
+            dispatch_count<JO>(std::min<int64_t>(JO, out.b - jo), [&]<int NO>() {
+              dispatch_count<JJ>(std::min<int64_t>(JJ, in.b - j), [&]<int NJ>() {
+                dot_block.template operator()<NO, NJ>(o0, o1, dyk + jo * out.g * inner, xk + j * in.g * sn,
+                                                      pk + jo * in.b + j);
+              });
+            });
+      }
+    };
+    const int64_t chunks = chunk_count(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner * in.b)), nthreads);
+    const auto partial = reduce_chunks(chunks, body, outer);
+    for (int64_t e = 0; e < G * blk; ++e) {
+      T s = 0;
+      for (int64_t c = 0; c < chunks; ++c) s += partial[c * G * blk + e];
+      dw[e] = s;
+    }
+    return;
+  }
+
+  // inner == 1: rows r.
+  const int64_t R = outer;
+  const int64_t chunks = chunk_count(R, 64, nthreads);
+  // dW_k += dY_k^T X_k over rows: lanes over j when X_k's row is contiguous
+  // (g_in == 1), over jo (computing dW_k^T) when dY_k's is (g_out == 1), else
+  // over j of a group-major copy of the chunk's x rows.
+  const bool transposed = !(in.g == 1 && sn == 1) && out.g == 1;
+  auto body = [&](int64_t r0, int64_t r1, int64_t, T* part) {
+    constexpr int64_t RS = 256;
+    std::vector<T> xg;
+    for (int64_t rs = r0; rs < r1; rs += RS) {
+      const int64_t rows = std::min(RS, r1 - rs);
+      const T* xr = x + rs * so;
+      const int64_t gs = (rows + 1) * in.b;
+      const bool gather = !transposed && !(in.g == 1 && sn == 1);
+      if (gather) {
+        // xg[k][r][j]: per row, each super-block [b_in, g_in] transposed.
+        // Groups are gs apart, one row more than needed, so that the gather's
+        // stores do not all fall into one cache set.
+        xg.resize(G * gs);
+        const int64_t A = G / in.g, sb = in.b * in.g;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t a = 0; a < A; ++a) {
+            T* dst = xg.data() + a * in.g * gs + r * in.b;
+            if (sn == 1) {
+              tile::transpose(xr + r * so + a * sb, in.g, dst, gs, in.b, in.g);
+            } else {
+              for (int64_t s = 0; s < in.g; ++s)
+                for (int64_t j = 0; j < in.b; ++j) dst[s * gs + j] = xr[r * so + (a * sb + j * in.g + s) * sn];
+            }
+          }
+      }
+      for (int64_t k = 0; k < G; ++k) {
+        const T* dyk = dy + rs * n_out + out.base(k);
+        T* pk = part + k * blk;
+        if (transposed) {
+          small_gemm<T>(in.b, out.b, rows, xr + in.base(k) * sn, in.g * sn, so, dyk, n_out, pk, out.b, nullptr,
+                        nullptr, true);
+        } else if (gather) {
+          small_gemm<T>(out.b, in.b, rows, dyk, out.g, n_out, xg.data() + k * gs, in.b, pk, in.b, nullptr,
+                        nullptr, true);
+        } else if (blk >= kBlasBlock && out.g == 1) {
+          gemm<T>(true, false, out.b, in.b, rows, T(1), dyk, n_out, xr + in.base(k), so, T(1), pk, in.b);
+        } else {
+          small_gemm<T>(out.b, in.b, rows, dyk, out.g, n_out, xr + in.base(k), so, pk, in.b, nullptr, nullptr, true);
+        }
+      }
+    }
+  };
+  const auto partial = reduce_chunks(chunks, body, R);
+  for (int64_t k = 0; k < G; ++k)
+    for (int64_t jo = 0; jo < out.b; ++jo)
+      for (int64_t j = 0; j < in.b; ++j) {
+        T s = 0;
+        const int64_t e = transposed ? k * blk + j * out.b + jo : k * blk + jo * in.b + j;
+        for (int64_t c = 0; c < chunks; ++c) s += partial[c * G * blk + e];
+        dw[k * blk + jo * in.b + j] = s;
+      }
+}
+
+// ---- views ---------------------------------------------------------------------------
+
+// x as [outer, n, inner] around dim, without copying when the dims before and
+// after `dim` merge; a contiguous copy otherwise (never a permuted one). Kernels
+// need unit inner stride when inner > 1.
+Tensor as_3d(const Tensor& x, int64_t dim) {
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= x.sizes()[d];
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.sizes()[d];
+  const int64_t n = x.sizes()[dim];
+  // Merged stride of dims [d0, d1), or -1 when they do not merge.
+  auto merged = [&](int64_t d0, int64_t d1) -> int64_t {
+    int64_t stride = -1, expect = -1;
+    for (int64_t d = d1 - 1; d >= d0; --d) {
+      if (x.sizes()[d] == 1) continue;
+      if (stride < 0) stride = x.strides()[d];
+      else if (x.strides()[d] != expect) return -1;
+      expect = x.strides()[d] * x.sizes()[d];
+    }
+    return stride < 0 ? 1 : stride;
+  };
+  const int64_t so = merged(0, dim), si = merged(dim + 1, x.dim());
+  const int64_t sn = n == 1 ? 1 : x.strides()[dim];
+  if (so >= 0 && si >= 0 && (inner == 1 || si == 1))
+    return x.as_strided({outer, n, inner}, {so, sn, inner == 1 ? 1 : si}, x.offset());
+  const Tensor c = x.contiguous_raw();
+  return c.as_strided({outer, n, inner}, {n * inner, inner, 1}, c.offset());
+}
+
+// Any-device raw ops: the CPU kernels above or the CUDA ones by name.
+Tensor forward_raw(const Tensor& x3, const Tensor& w, const Tensor& bias, Side in, Side out) {
+  const int64_t G = w.sizes()[0];
+  Tensor y3 = empty({x3.sizes()[0], G * out.b, x3.sizes()[2]}, x3.dtype(), x3.device());
+  if (x3.device().is_cuda()) {
+    cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t)>(
+        "block_linear_forward")(y3, x3, w, bias, in.g, out.g);
+    return y3;
+  }
+  dispatch_float(x3.dtype(), "block_linear", [&]<class T>() {
+    forward_cpu<T>(y3, x3, w.data<T>(), bias.defined() ? bias.data<T>() : nullptr, G, in, out);
+  });
+  return y3;
+}
+
+Tensor weight_grad_raw(const Tensor& dy3, const Tensor& x3, Side in, Side out, int64_t G) {
+  Tensor dw = empty({G, out.b, in.b}, x3.dtype(), x3.device());
+  if (x3.device().is_cuda()) {
+    cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t)>("block_linear_backward_weight")(
+        dw, dy3, x3, in.g, out.g);
+    return dw;
+  }
+  dispatch_float(x3.dtype(), "block_linear", [&]<class T>() { weight_grad_cpu<T>(dw.data<T>(), dy3, x3, G, in, out); });
+  return dw;
+}
+
+// db[k][jo] = sum over (o, i) of dy at output position base(k) + jo * g_out.
+template <class T>
+void bias_grad_cpu(T* db, const T* dy, int64_t outer, int64_t n_out, int64_t inner, int64_t G, Side out) {
+  std::vector<T> per_position(n_out, T(0));
+  if (inner > 1) {
+    parallel_for(0, n_out, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, outer * inner)), [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        T s = 0;
+        for (int64_t o = 0; o < outer; ++o) {
+          const T* p = dy + (o * n_out + q) * inner;
+          T t = 0;
+#pragma omp simd reduction(+ : t)
+          for (int64_t i = 0; i < inner; ++i) t += p[i];
+          s += t;
+        }
+        per_position[q] = s;
+      }
+    });
+  } else {
+    // Column sums: per-chunk partial rows, added in chunk order.
+    const int64_t chunks = chunk_count(outer, 256, get_num_threads());
+    std::vector<T> partial(chunks * n_out, T(0));
+    const int64_t per = (outer + chunks - 1) / chunks;
+    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        T* acc = partial.data() + c * n_out;
+        for (int64_t r = c * per; r < std::min(outer, (c + 1) * per); ++r) {
+          const T* row = dy + r * n_out;
+#pragma omp simd
+          for (int64_t q = 0; q < n_out; ++q) acc[q] += row[q];
+        }
+      }
+    });
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t q = 0; q < n_out; ++q) per_position[q] += partial[c * n_out + q];
+  }
+  for (int64_t k = 0; k < G; ++k)
+    for (int64_t jo = 0; jo < out.b; ++jo) db[k * out.b + jo] = per_position[out.base(k) + jo * out.g];
+}
+
+Tensor bias_grad_raw(const Tensor& dy3, Side out, int64_t G) {
+  if (dy3.device().is_cuda()) {
+    // A per-position sum, then the group order read through a strided view.
+    const Tensor per_position = sum_raw(dy3, {0, 2}, false).contiguous_raw();  // [n_out]
+    const int64_t A = G / out.g;
+    return per_position.as_strided({A, out.g, out.b}, {out.b * out.g, 1, out.g}, per_position.offset())
+        .contiguous_raw()
+        .as_strided({G, out.b}, {out.b, 1}, 0);
+  }
+  Tensor db = empty({G, out.b}, dy3.dtype(), dy3.device());
+  dispatch_float(dy3.dtype(), "block_linear", [&]<class T>() {
+    bias_grad_cpu<T>(db.data<T>(), dy3.data<T>(), dy3.sizes()[0], dy3.sizes()[1], dy3.sizes()[2], G, out);
+  });
+  return db;
+}
+
+}  // namespace
+
+std::vector<int64_t> butterfly_strides(int64_t n, int64_t b, bool capped) {
+  DIMIX_CHECK(n >= 1 && b >= 2, "butterfly_strides: expected n >= 1 and block size b >= 2, got n = ", n, ", b = ", b);
+  // L = int(np.ceil(np.log(n) / np.log(b))) in double precision, as the authors.
+  const int64_t L = static_cast<int64_t>(std::ceil(std::log(static_cast<double>(n)) / std::log(static_cast<double>(b))));
+  std::vector<int64_t> strides;
+  int64_t gap = 1;
+  for (int64_t i = 0; i < L; ++i) {
+    if (!capped || gap * b <= n) strides.push_back(gap);
+    else strides.push_back((n + b - 1) / b);
+    gap *= b;
+  }
+  return strides;
+}
+
+Tensor block_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t dim, int64_t in_stride,
+                    int64_t out_stride) {
+  const char* op = "block_linear";
+  check_floating(op, x);
+  DIMIX_CHECK(weight.defined() && weight.dim() == 3, op, ": expected weight [G, b_out, b_in], got ",
+              weight.defined() ? weight.shape_str() : std::string("undefined"));
+  check_same_device(op, x, weight);
+  check_same_dtype(op, x, weight);
+  DIMIX_CHECK(x.dim() >= 1, op, ": expected x with at least 1 dim, got ", x.shape_str());
+  const int64_t nd = x.dim();
+  DIMIX_CHECK(dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
+  if (dim < 0) dim += nd;
+  const int64_t G = weight.sizes()[0], b_out = weight.sizes()[1], b_in = weight.sizes()[2];
+  DIMIX_CHECK(G >= 1 && b_out >= 1 && b_in >= 1, op, ": weight ", weight.shape_str(), " has an empty dim");
+  const int64_t n_in = x.sizes()[dim];
+  DIMIX_CHECK(n_in == G * b_in, op, ": x ", x.shape_str(), " has ", n_in, " positions along dim ", dim,
+              ", expected G * b_in = ", G, " * ", b_in, " = ", G * b_in, " for weight ", weight.shape_str());
+  DIMIX_CHECK(in_stride >= 1 && out_stride >= 1, op, ": strides must be >= 1, got in_stride ", in_stride,
+              ", out_stride ", out_stride);
+  DIMIX_CHECK(G % in_stride == 0 && G % out_stride == 0, op, ": the number of groups G = ", G, " (weight ",
+              weight.shape_str(), ") must be divisible by in_stride ", in_stride, " and out_stride ", out_stride);
+  if (bias.defined()) {
+    check_same_device(op, x, bias);
+    check_same_dtype(op, x, bias);
+    DIMIX_CHECK(bias.dim() == 2 && bias.sizes()[0] == G && bias.sizes()[1] == b_out, op, ": expected bias [G, b_out] = [",
+                G, ", ", b_out, "] for weight ", weight.shape_str(), ", got ", bias.shape_str());
+  }
+  const Side in{b_in, in_stride}, out{b_out, out_stride};
+  const Tensor x3 = as_3d(x, dim);
+  const Tensor w = weight.contiguous_raw();
+  const Tensor bc = bias.defined() ? bias.contiguous_raw() : Tensor();
+  const Tensor y3 = forward_raw(x3, w, bc, in, out);
+  Shape out_shape = x.sizes();
+  out_shape[dim] = G * b_out;
+  Tensor y = y3.as_strided(out_shape, contiguous_strides(out_shape), 0);
+
+  if (needs_grad({x, weight, bias})) {
+    const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
+    const Tensor saved_x = gw ? x3.detach() : Tensor();
+    const Tensor saved_w = gx ? w.detach() : Tensor();
+    record(y, op, {x, weight, bias}, [=, in_shape = x.sizes(), y_shape = y3.sizes()](const Tensor& grad) -> std::vector<Tensor> {
+      const Tensor gc = grad.contiguous_raw();
+      const Tensor dy = gc.as_strided(y_shape, contiguous_strides(y_shape), gc.offset());
+      Tensor dx, dw, db;
+      if (gx) {
+        // dX = block_linear(dY) with W_k^T and the two sides swapped.
+        const Tensor wt = saved_w.as_strided({G, b_in, b_out}, {b_in * b_out, 1, b_in}, saved_w.offset()).contiguous_raw();
+        dx = forward_raw(dy, wt, Tensor(), out, in).as_strided(in_shape, contiguous_strides(in_shape), 0);
+      }
+      if (gw) dw = weight_grad_raw(dy, saved_x, in, out, G);
+      if (gb) db = bias_grad_raw(dy, out, G);
+      return {dx, dw, db};
+    });
+  }
+  return y;
+}
+
+// ---- registry cases ---------------------------------------------------------------------
+DIMIX_REGISTER_OP_CASES({
+    // b = 3, strides 1 -> 1 (block diagonal), last dim, with bias.
+    {"block_linear/b3_stride1", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {4, 9}, t), randn_input(g, {3, 3, 3}, t), randn_input(g, {3, 3}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], -1, 1, 1); }},
+    // b = 3, stride 3 (second butterfly level of n = 9), non-contiguous x.
+    {"block_linear/b3_stride3_noncontig", [](Generator& g, DType t) {
+       return std::vector{noncontig_input(g, {5, 9}, t), randn_input(g, {3, 3, 3}, t), randn_input(g, {3, 3}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 3, 3); }},
+    // b_in 3 -> b_out 5, in_stride 2 != out_stride 4 (G = 4), no bias.
+    {"block_linear/3to5_strides2to4_nobias", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {2, 3, 12}, t), randn_input(g, {4, 5, 3}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], Tensor(), 2, 2, 4); }},
+    // Mixing a middle dim (inner = 5 > 1): x [2, 12, 5], dim 1, b 4 -> 2, strides 3 / 1.
+    {"block_linear/middle_dim", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {2, 12, 5}, t), randn_input(g, {3, 2, 4}, t), randn_input(g, {3, 2}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 3, 1); }},
+    // Middle dim of a non-contiguous x (inner stride != 1), stride 2.
+    {"block_linear/middle_dim_noncontig", [](Generator& g, DType t) {
+       return std::vector{noncontig_input(g, {3, 8, 2, 3}, t), randn_input(g, {4, 2, 2}, t), randn_input(g, {4, 2}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 2, 2); }},
+    // G = 1: a dense map along dim 0.
+    {"block_linear/dense_G1", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {5, 3}, t), randn_input(g, {1, 4, 5}, t), randn_input(g, {1, 4}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 0, 1, 1); }},
+    // Stride 8: the transposed-tile path, with ragged 16 x 16 blocks.
+    {"block_linear/stride8", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {5, 48}, t), randn_input(g, {16, 3, 3}, t), randn_input(g, {16, 3}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 8, 8); }},
+    // Stride 5 with b 2 -> 3 (b_in != b_out on a strided level).
+    {"block_linear/stride5_2to3", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {3, 20}, t), randn_input(g, {10, 3, 2}, t), randn_input(g, {10, 3}, t)}; },
+     [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 5, 5); }},
+});
+
+}  // namespace dimix

@@ -1,0 +1,317 @@
+// tile_gemm: a register-tiled GEMM for the small block products of the
+// butterfly ops (block_linear, block_attention), where BLAS is weakest
+// (b = 8..64: a BLAS call costs as much as the product, and its packing does
+// not pay off).
+//
+//   C[m, n] (=|+=) row_init[m] + col_init[n] + sum_k A(m, k) * B[k, n]
+//
+// for m < M, n < N, k < K. A is read one scalar at a time and broadcast, so it
+// may have any strides (a_m, a_k): that is how a strided butterfly group or a
+// transposed weight is read in place. B rows and C rows must be contiguous
+// along n (they are the vector lanes); their row strides are b_k and c_m.
+// An MR x (NV * lanes) block of C stays in registers for the whole K loop
+// (the classic GEMM micro-kernel; Goto & van de Geijn, 2008). Vectors are GCC
+// vector extensions of 64 bytes (one AVX-512 register; the compiler splits
+// them on narrower machines), so there are no intrinsics to port.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define DIMIX_TILE_MASKED 1
+#else
+#define DIMIX_TILE_MASKED 0
+#endif
+
+namespace dimix::tile {
+
+template <class T> inline constexpr int kLanes = static_cast<int>(64 / sizeof(T));
+
+template <class T, int N>
+struct VecOf {
+  typedef T type __attribute__((vector_size(N * sizeof(T))));
+};
+template <class T, int N = kLanes<T>> using Vec = typename VecOf<T, N>::type;
+
+// Unaligned loads and stores through memcpy: one vmovups, no aliasing games.
+template <class T, int N = kLanes<T>>
+inline Vec<T, N> load(const T* p) {
+  Vec<T, N> v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T, int N = kLanes<T>>
+inline void store(T* p, Vec<T, N> v) { __builtin_memcpy(p, &v, sizeof(v)); }
+template <class T, int N = kLanes<T>>
+inline Vec<T, N> splat(T s) { return Vec<T, N>{} + s; }
+template <class T, int N>
+inline T hsum(Vec<T, N> v) {
+  T s = 0;
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i) s += v[i];
+  return s;
+}
+
+// Calls f.template operator()<C>() with C == count, for 1 <= count <= Max:
+// turns a runtime block size (a ragged edge) into a register-tiled kernel.
+template <int Max, class F>
+inline void dispatch_count(int64_t count, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    (void)((count == I + 1 ? (f.template operator()<I + 1>(), true) : false) || ...);
+  }(std::make_integer_sequence<int, Max>{});
+}
+
+#if DIMIX_TILE_MASKED
+// The first n lanes of p (0 < n <= lanes), the rest zero; masked-off lanes are
+// never touched, so this is safe at the end of a buffer.
+template <class T>
+inline Vec<T> load_first(const T* p, int n) {
+  if constexpr (sizeof(T) == 4) return (Vec<T>)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  else return (Vec<T>)_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1), p);
+}
+template <class T>
+inline void store_first(T* p, Vec<T> v, int n) {
+  if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), (__m512)v);
+  else _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), (__m512d)v);
+}
+#endif
+
+// One MR x (NV * lanes) block of C over the whole K loop. With Masked, the
+// last vector holds only `tail` valid lanes (masked loads and stores).
+template <class T, int MR, int NV, bool Masked = false>
+inline void micro_kernel(int64_t K, const T* __restrict A, int64_t a_m, int64_t a_k, const T* __restrict B,
+                         int64_t b_k, T* C, int64_t c_m, const T* row_init, const T* col_init, bool accumulate,
+                         int tail = kLanes<T>) {
+  constexpr int L = kLanes<T>;
+  using V = Vec<T>;
+  auto ld = [&](const T* p, int v) -> V {
+#if DIMIX_TILE_MASKED
+    if constexpr (Masked) if (v == NV - 1) return load_first<T>(p, tail);
+#endif
+    return load<T>(p);
+  };
+  V acc[MR][NV] = {};
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[m][v] = accumulate ? ld(C + m * c_m + v * L, v) : V{};
+      if (row_init) acc[m][v] += row_init[m];
+      if (col_init) acc[m][v] += ld(col_init + v * L, v);
+    }
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = ld(B + k * b_k + v * L, v);
+    const T* a = A + k * a_k;
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const T s = a[m * a_m];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[m][v] += s * b[v];
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+#if DIMIX_TILE_MASKED
+      if constexpr (Masked)
+        if (v == NV - 1) {
+          store_first<T>(C + m * c_m + v * L, acc[m][v], tail);
+          continue;
+        }
+#endif
+      store<T>(C + m * c_m + v * L, acc[m][v]);
+    }
+}
+
+// Runs micro_kernel<MR', NV> for the rows [m0, M) in blocks of at most MR.
+template <class T, int MR, int NV, bool Masked = false>
+inline void row_blocks(int64_t M, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B, int64_t b_k, T* C,
+                       int64_t c_m, const T* row_init, const T* col_init, bool accumulate, int tail = kLanes<T>) {
+  int64_t m0 = 0;
+  for (; m0 + MR <= M; m0 += MR)
+    micro_kernel<T, MR, NV, Masked>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
+                                    row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
+  if (m0 == M) return;
+  dispatch_count<MR - 1>(M - m0, [&]<int R>() {
+    micro_kernel<T, R, NV, Masked>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
+                                   row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
+  });
+}
+
+// C = (accumulate ? C : 0) + row_init + col_init + A B, see the file comment.
+// row_init [M] and col_init [N] may be null. Safe inside parallel regions.
+template <class T>
+void small_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B, int64_t b_k,
+                T* C, int64_t c_m, const T* row_init = nullptr, const T* col_init = nullptr,
+                bool accumulate = false) {
+  constexpr int L = kLanes<T>;
+  if (M <= 0 || N <= 0) return;
+  int64_t n0 = 0;
+  auto col = [&](int64_t n) { return col_init ? col_init + n : nullptr; };
+  // Wide blocks first: the B panel (K x lanes*NV) is reused by every row block.
+  for (; n0 + 4 * L <= N; n0 += 4 * L)
+    row_blocks<T, 6, 4>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+  for (; n0 + 2 * L <= N; n0 += 2 * L)
+    row_blocks<T, 12, 2>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+#if DIMIX_TILE_MASKED
+  // The rest (< 2 vectors) in one pass with a masked last vector.
+  const int64_t rest = N - n0;
+  if (rest > L)
+    row_blocks<T, 12, 2, true>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
+                               static_cast<int>(rest - L));
+  else if (rest == L)
+    row_blocks<T, 12, 1>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+  else if (rest > 0)
+    row_blocks<T, 12, 1, true>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
+                               static_cast<int>(rest));
+#else
+  for (; n0 + L <= N; n0 += L)
+    row_blocks<T, 12, 1>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+  if (n0 == N) return;
+  // Ragged edge (< lanes columns): run on zero-padded copies of the B and C
+  // columns, then copy the valid part back.
+  const int64_t nr = N - n0;
+  thread_local std::vector<T> scratch;
+  constexpr int64_t MB = 12;
+  scratch.assign(static_cast<size_t>((K + MB + 1) * L), T(0));
+  T* Bp = scratch.data();
+  T* Cp = Bp + K * L;
+  T* colp = Cp + MB * L;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < nr; ++n) Bp[k * L + n] = B[k * b_k + n0 + n];
+  if (col_init)
+    for (int64_t n = 0; n < nr; ++n) colp[n] = col_init[n0 + n];
+  for (int64_t m0 = 0; m0 < M; m0 += MB) {
+    const int64_t mb = std::min(MB, M - m0);
+    if (accumulate)
+      for (int64_t m = 0; m < mb; ++m)
+        for (int64_t n = 0; n < nr; ++n) Cp[m * L + n] = C[(m0 + m) * c_m + n0 + n];
+    row_blocks<T, 12, 1>(mb, K, A + m0 * a_m, a_m, a_k, Bp, L, Cp, L, row_init ? row_init + m0 : nullptr,
+                         col_init ? colp : nullptr, accumulate);
+    for (int64_t m = 0; m < mb; ++m)
+      for (int64_t n = 0; n < nr; ++n) C[(m0 + m) * c_m + n0 + n] = Cp[m * L + n];
+  }
+#endif
+}
+
+// dst[0, n) = src[0, n) in whole vectors (short rows, where a memmove call
+// would cost more than the copy).
+template <class T>
+inline void copy_short(T* __restrict dst, const T* __restrict src, int64_t n) {
+  constexpr int L = kLanes<T>;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) store<T>(dst + i, load<T>(src + i));
+#if DIMIX_TILE_MASKED
+  if (i < n) store_first<T>(dst + i, load_first<T>(src + i, static_cast<int>(n - i)), static_cast<int>(n - i));
+#else
+  for (; i < n; ++i) dst[i] = src[i];
+#endif
+}
+
+// ---- transposes ---------------------------------------------------------------------
+
+template <class T> struct MaskElem;
+template <> struct MaskElem<float> { using type = int32_t; };
+template <> struct MaskElem<double> { using type = int64_t; };
+
+// The shuffle indices of one transpose round (half-size h): lo = [a0, b0, a2,
+// b2, ...], hi = [a1, b1, a3, b3, ...] in chunks of h, indices into [a, b].
+template <class I, int N, int h, bool Hi>
+constexpr std::array<I, N> transpose_mask() {
+  std::array<I, N> m{};
+  for (int e = 0; e < N; ++e) {
+    const int c = e / h, o = e % h;
+    if (!Hi) m[e] = static_cast<I>(c % 2 == 0 ? c * h + o : N + (c - 1) * h + o);
+    else m[e] = static_cast<I>(c % 2 == 0 ? (c + 1) * h + o : N + c * h + o);
+  }
+  return m;
+}
+
+// Rounds h, h/2, ..., 1 on the rows r[0..N): swap the off-diagonal h x h
+// sub-blocks of row pairs (i, i + h).
+template <class T, int N, int h>
+inline void transpose_rounds(Vec<T, N>* r) {
+  using I = typename MaskElem<T>::type;
+  using M = Vec<I, N>;
+  static constexpr std::array<I, N> lo_idx = transpose_mask<I, N, h, false>();
+  static constexpr std::array<I, N> hi_idx = transpose_mask<I, N, h, true>();
+  M lo, hi;
+  __builtin_memcpy(&lo, lo_idx.data(), sizeof(lo));
+  __builtin_memcpy(&hi, hi_idx.data(), sizeof(hi));
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i) {
+    if (i & h) continue;
+    const Vec<T, N> a = r[i], b = r[i + h];
+    r[i] = __builtin_shuffle(a, b, lo);
+    r[i + h] = __builtin_shuffle(a, b, hi);
+  }
+  if constexpr (h > 1) transpose_rounds<T, N, h / 2>(r);
+}
+
+// Transposes the N x N block src (row stride ss) into dst (row stride ds) in
+// registers: log2(N) rounds that swap the off-diagonal h x h sub-blocks of
+// row pairs (i, i + h), each a two-source shuffle (vpermt2ps on AVX-512).
+// With Partial, only rows < rv and columns < cv of src exist (masked loads,
+// zeros elsewhere) and only the valid part of dst is written.
+template <class T, int N, bool Partial = false>
+inline void transpose_block(const T* __restrict src, int64_t ss, T* __restrict dst, int64_t ds, int rv = N,
+                            int cv = N) {
+  using V = Vec<T, N>;
+  V r[N];
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i) {
+    if constexpr (Partial) {
+#if DIMIX_TILE_MASKED
+      r[i] = i < rv ? load_first<T>(src + i * ss, cv) : V{};
+#endif
+    } else {
+      r[i] = load<T, N>(src + i * ss);
+    }
+  }
+  transpose_rounds<T, N, N / 2>(r);
+#pragma GCC unroll 16
+  for (int i = 0; i < N; ++i) {
+    if constexpr (Partial) {
+#if DIMIX_TILE_MASKED
+      if (i < cv) store_first<T>(dst + i * ds, r[i], rv);
+#endif
+    } else {
+      store<T, N>(dst + i * ds, r[i]);
+    }
+  }
+}
+
+// dst[c * ds + r] = src[r * ss + c] for r < rows, c < cols, in register
+// blocks (masked ones on the ragged edges where AVX-512 allows, else scalar).
+template <class T>
+void transpose(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols) {
+  constexpr int L = kLanes<T>;
+  for (int64_t r0 = 0; r0 < rows; r0 += L) {
+    const int rv = static_cast<int>(std::min<int64_t>(L, rows - r0));
+    for (int64_t c0 = 0; c0 < cols; c0 += L) {
+      const int cv = static_cast<int>(std::min<int64_t>(L, cols - c0));
+      const T* s = src + r0 * ss + c0;
+      T* d = dst + c0 * ds + r0;
+      if (rv == L && cv == L) {
+        transpose_block<T, L>(s, ss, d, ds);
+      } else {
+#if DIMIX_TILE_MASKED
+        transpose_block<T, L, true>(s, ss, d, ds, rv, cv);
+#else
+        for (int c = 0; c < cv; ++c)
+          for (int r = 0; r < rv; ++r) d[c * ds + r] = s[r * ss + c];
+#endif
+      }
+    }
+  }
+}
+
+}  // namespace dimix::tile
