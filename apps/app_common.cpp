@@ -52,6 +52,13 @@ bool Flags::parse(int argc, char** argv) {
       value = argv[++i];
     }
     values_[name] = value;
+    // Numeric flags (numeric defaults) are checked here, so a bad value is
+    // reported even when the program would not have read it.
+    const std::string& def = it->second.default_value;
+    if (!it->second.is_bool && !def.empty() && def.find_first_not_of("0123456789.-e") == std::string::npos) {
+      if (def.find_first_of(".e") == std::string::npos) integer(name);
+      else real(name);
+    }
   }
   return true;
 }
