@@ -146,12 +146,14 @@ class MixerBlock(nn.Module):
 
 
 class MlpMixer(nn.Module):
-    def __init__(self, kind="dense", h=1.0, hidden_exp=2.53, resize=0, layers=7, classes=10, capped=True):
+    def __init__(self, kind="dense", h=1.0, hidden_exp=2.53, resize=0, layers=7, classes=10, capped=True,
+                 channels=3, image=32, hidden=0):
         super().__init__()
-        size = resize or 32
+        size = resize or image
         self.resize = resize
-        self.P, self.C = (size // 4) ** 2, int(48 * hidden_exp)
-        self.embed = nn.Linear(48, self.C)
+        self.P = (size // 4) ** 2
+        self.C = hidden or int(channels * 16 * hidden_exp)
+        self.embed = nn.Linear(channels * 16, self.C)
         self.blocks = nn.Sequential(*[MixerBlock(self.P, self.C, kind, h, capped) for _ in range(layers)])
         self.head = nn.Linear(self.P * self.C, classes)
 
@@ -233,8 +235,9 @@ class PatchOnly(nn.Module):
         return self.head(self.blocks(x).flatten(1))
 
 
-# name -> (builder, parameter count of the authors' code)
+# name -> (builder, parameter count of the authors' code; dimix's for its own default model)
 NETWORKS = {
+    "butterfly-mixer-s": (lambda: MlpMixer("bfmlp", 2, layers=6, channels=1, image=28, hidden=64), 79102),
     "t2-dense-h1": (lambda: MlpMixer("dense", 1), 351675),
     "t2-butterfly-linear-h1": (lambda: MlpMixer("bflin", 1), 140961),
     "t2-butterfly-mlp-h1": (lambda: MlpMixer("bfmlp", 1, capped=False), 143551),
@@ -269,7 +272,7 @@ def median_ms(fn, reps, warmup):
 def bench(name, batch, reps, warmup):
     torch.manual_seed(0)
     net = NETWORKS[name][0]()
-    x = torch.randn(batch, 3, 32, 32)
+    x = torch.randn(batch, 1, 28, 28) if name == "butterfly-mixer-s" else torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
