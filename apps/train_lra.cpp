@@ -105,6 +105,7 @@ void append_metrics(const std::string& path, const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::configure_threads(argv);
   std::cout << std::unitbuf;  // progress lines reach a log file as they happen
   return app::run_main([&] {
     app::Flags f("train_lra", "Trains the LRA transformer (dense or butterfly attention) on a Long Range Arena task.");
