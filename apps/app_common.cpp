@@ -55,10 +55,7 @@ bool Flags::parse(int argc, char** argv) {
     // Numeric flags (numeric defaults) are checked here, so a bad value is
     // reported even when the program would not have read it.
     const std::string& def = it->second.default_value;
-    if (!it->second.is_bool && !def.empty() && def.find_first_not_of("0123456789.-e") == std::string::npos) {
-      if (def.find_first_of(".e") == std::string::npos) integer(name);
-      else real(name);
-    }
+    if (!it->second.is_bool && !def.empty() && def.find_first_not_of("0123456789.-e") == std::string::npos) real(name);
   }
   return true;
 }

@@ -252,24 +252,31 @@ void bench_block_attention() {
                 comp.first / t.first, t.second, 3.5 * flop / t.second / 1e6, comp.second / t.second,
                 dense_both / t.second);
   }
-  std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dP, dS K, dS^T Q, P^T dO)\n");
+  std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dP, dS K, dS^T Q, "
+              "P^T dO)\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   return app::run_main([&] {
-    app::Flags flags("bench_ops", "CPU throughput of GEMM, memory-bound ops and the butterfly ops, each against a peer.");
+    app::Flags flags("bench_ops",
+                     "CPU throughput of GEMM, memory-bound ops and the butterfly ops, each against a peer.");
     flags.add_bool("quick", "few repetitions (3) instead of 7");
     flags.add("threads", "0", "threads for OpenMP and BLAS (0 = the default)");
     flags.add("reps", "0", "minimum timed repetitions per figure (0 = 7, or 3 with --quick)");
     flags.add("only", "", "run one section: gemm, memory, block_linear, block_attention");
     if (!flags.parse(argc, argv)) return 0;
+    const std::string only = flags.str("only");
+    DIMIX_CHECK(only.empty() || only == "gemm" || only == "memory" || only == "block_linear" ||
+                    only == "block_attention",
+                "bench_ops: --only expects gemm, memory, block_linear or block_attention, got '", only, "'");
+    DIMIX_CHECK(flags.integer("threads") >= 0, "bench_ops: --threads must be >= 0, got ", flags.integer("threads"));
+    DIMIX_CHECK(flags.integer("reps") >= 0, "bench_ops: --reps must be >= 0, got ", flags.integer("reps"));
     g_reps = flags.flag("quick") ? 3 : 7;
     if (flags.flag("quick")) g_min_seconds = 0;
     if (flags.integer("reps") > 0) g_reps = static_cast<int>(flags.integer("reps"));
     if (flags.integer("threads") > 0) set_num_threads(static_cast<int>(flags.integer("threads")));
-    const std::string only = flags.str("only");
     std::printf("bench_ops: %d threads, median of >= %d runs (fast ops: >= %.1f s) after a warm-up\n",
                 get_num_threads(), g_reps, g_min_seconds);
     if (only.empty() || only == "gemm") bench_gemm();

@@ -122,13 +122,13 @@ int main(int argc, char** argv) {
     f.add("lr", "1e-4", "peak learning rate");
     f.add("warmup", "-1", "warm-up steps, pct_start = warmup / steps (-1: the task's, scaled to --steps)");
     f.add("schedule", "onecycle-linear", "onecycle-linear | onecycle | warmup-linear | warmup-cosine | cosine | constant");
-    f.add("weight-decay", "0", "AdamW weight decay (not on 1-d parameters)");
-    f.add("clip", "0", "clip the global gradient norm (0: off)");
+    f.add("weight-decay", "0.0", "AdamW weight decay (not on 1-d parameters)");
+    f.add("clip", "0.0", "clip the global gradient norm (0: off)");
     f.add("layers", "0", "override: transformer layers (0: the task's, 2)");
     f.add("heads", "0", "override: attention heads (0: 2)");
     f.add("dim", "0", "override: model dimension (0: 64)");
     f.add("hidden", "0", "override: MLP hidden size (0: 128)");
-    f.add("dropout", "0", "embedding / MLP / residual dropout (DM's run_tasks.py default 0)");
+    f.add("dropout", "0.0", "embedding / MLP / residual dropout (DM's run_tasks.py default 0)");
     f.add("attn-dropout", "0.1", "attention dropout");
     f.add("eval-every", "0", "evaluate on val every N steps (0: the task's)");
     f.add("eval-batches", "-1", "validation batches per evaluation (-1: the task's, 0: all)");

@@ -7,9 +7,9 @@
 // and every product below reads them in place:
 //   scores = Q_c (K_c / sqrt(hd))^T + key_bias      key_bias = -1e6 where key_mask == 0
 //   P = softmax(scores), P_drop = dropout(P),  O_c = P_drop V_c
-// One task per (b, h, c), queries in tiles of QT rows, so scratch is per
-// thread and at most QT x block (flash-attention style: nothing S x S lives
-// beyond a tile). The backward recomputes P per tile:
+// One task per (b, h, c), handed out dynamically; queries in tiles of QT rows,
+// so scratch is per thread and at most QT x block (flash-attention style:
+// nothing S x S lives beyond a tile). The backward recomputes P per tile:
 //   dP_drop = dO V^T, dP = dropout'(dP_drop), D_i = sum_j P_ij dP_ij,
 //   dS = P (dP - D) / sqrt(hd), dQ = dS K, dK += dS^T Q, dV += P_drop^T dO.
 // Dropout element index: the flat index of the score in [B, H, G, block, block]
@@ -26,6 +26,9 @@
 //   "block_attention_backward" void(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
 //                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_keep,
 //                                   int64_t block, int64_t stride, double p, uint64_t seed, uint64_t offset)
+//   and for block == S > 128, the flash kernels (lse [B * H * S] saved by the forward, out saved too):
+//   "flash_attention_forward"  void(out, lse, q, k, v, key_keep, block, stride, p, seed, offset)
+//   "flash_attention_backward" void(dq, dk, dv, dout, q, k, v, out, lse, key_keep, block, stride, p, seed, offset)
 #include "ops/block_attention.h"
 
 #include <cmath>
@@ -180,21 +183,18 @@ void forward_cpu(const Tensor& out, const Operand& Q, const Operand& K, const Op
                  const Geometry& g, double p, uint64_t seed, uint64_t offset) {
   T* o = out.data<T>();
   const int64_t QT = query_tile(g.block), ro = g.stride * g.H * g.hd;
-  parallel_for(0, g.B * g.H * g.G, 1, [&](int64_t t0, int64_t t1) {
-    Scratch<T> w(g, false);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t c = t % g.G, h = (t / g.G) % g.H, b = t / (g.G * g.H);
-      load_group<T>(w, Q, K, V, nullptr, keep, g, b, h, c);
-      T* oc = o + ((b * g.S + g.first(c)) * g.H + h) * g.hd;
-      for (int64_t i0 = 0; i0 < g.block; i0 += QT) {
-        const int64_t rows = std::min(QT, g.block - i0);
-        probabilities(w.p.data(), w, g, i0, rows);
-        if (p > 0)
-          apply_dropout(w.p.data(), rows, g.block, static_cast<uint64_t>((t * g.block + i0) * g.block), p, seed, offset);
-        small_gemm<T>(rows, g.hd, g.block, w.p.data(), g.block, 1, w.v.data(), g.hd, w.rows.data(), g.hd, nullptr,
-                      nullptr, false);
-        unpack_rows(oc + i0 * ro, ro, w.rows.data(), rows, g.hd);
-      }
+  tile::for_each_task(g.B * g.H * g.G, [&] { return Scratch<T>(g, false); }, [&](Scratch<T>& w, int64_t t) {
+    const int64_t c = t % g.G, h = (t / g.G) % g.H, b = t / (g.G * g.H);
+    load_group<T>(w, Q, K, V, nullptr, keep, g, b, h, c);
+    T* oc = o + ((b * g.S + g.first(c)) * g.H + h) * g.hd;
+    for (int64_t i0 = 0; i0 < g.block; i0 += QT) {
+      const int64_t rows = std::min(QT, g.block - i0);
+      probabilities(w.p.data(), w, g, i0, rows);
+      if (p > 0)
+        apply_dropout(w.p.data(), rows, g.block, static_cast<uint64_t>((t * g.block + i0) * g.block), p, seed, offset);
+      small_gemm<T>(rows, g.hd, g.block, w.p.data(), g.block, 1, w.v.data(), g.hd, w.rows.data(), g.hd, nullptr,
+                    nullptr, false);
+      unpack_rows(oc + i0 * ro, ro, w.rows.data(), rows, g.hd);
     }
   });
 }
@@ -205,44 +205,41 @@ void backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Te
                   uint64_t offset) {
   const int64_t QT = query_tile(g.block), ro = g.stride * g.H * g.hd;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(g.hd)));
-  parallel_for(0, g.B * g.H * g.G, 1, [&](int64_t t0, int64_t t1) {
-    Scratch<T> w(g, true);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t c = t % g.G, h = (t / g.G) % g.H, b = t / (g.G * g.H);
-      const int64_t at = ((b * g.S + g.first(c)) * g.H + h) * g.hd;  // group start in the contiguous tensors
-      load_group<T>(w, Q, K, V, dout.data<T>(), keep, g, b, h, c);
-      T* P = w.p.data();
-      T* dP = w.dp.data();
-      for (int64_t i0 = 0; i0 < g.block; i0 += QT) {
-        const int64_t rows = std::min(QT, g.block - i0);
-        const T* dO = w.dout.data() + i0 * g.hd;
-        probabilities(P, w, g, i0, rows);
-        // dP_drop = dO V^T, then dP = dropout'(dP_drop).
-        small_gemm<T>(rows, g.block, g.hd, dO, g.hd, 1, w.vt.data(), g.block, dP, g.block, nullptr, nullptr, false);
-        const uint64_t first = static_cast<uint64_t>((t * g.block + i0) * g.block);
-        if (p > 0) apply_dropout(dP, rows, g.block, first, p, seed, offset);
-        // dS = P (dP - D) / sqrt(hd), D_i = sum_j P_ij dP_ij; kept in dP.
-        for (int64_t i = 0; i < rows; ++i) {
-          const T* pr = P + i * g.block;
-          T* dr = dP + i * g.block;
-          T d = 0;
+  tile::for_each_task(g.B * g.H * g.G, [&] { return Scratch<T>(g, true); }, [&](Scratch<T>& w, int64_t t) {
+    const int64_t c = t % g.G, h = (t / g.G) % g.H, b = t / (g.G * g.H);
+    const int64_t at = ((b * g.S + g.first(c)) * g.H + h) * g.hd;  // group start in the contiguous tensors
+    load_group<T>(w, Q, K, V, dout.data<T>(), keep, g, b, h, c);
+    T* P = w.p.data();
+    T* dP = w.dp.data();
+    for (int64_t i0 = 0; i0 < g.block; i0 += QT) {
+      const int64_t rows = std::min(QT, g.block - i0);
+      const T* dO = w.dout.data() + i0 * g.hd;
+      probabilities(P, w, g, i0, rows);
+      // dP_drop = dO V^T, then dP = dropout'(dP_drop).
+      small_gemm<T>(rows, g.block, g.hd, dO, g.hd, 1, w.vt.data(), g.block, dP, g.block, nullptr, nullptr, false);
+      const uint64_t first = static_cast<uint64_t>((t * g.block + i0) * g.block);
+      if (p > 0) apply_dropout(dP, rows, g.block, first, p, seed, offset);
+      // dS = P (dP - D) / sqrt(hd), D_i = sum_j P_ij dP_ij; kept in dP.
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* pr = P + i * g.block;
+        T* dr = dP + i * g.block;
+        T d = 0;
 #pragma omp simd reduction(+ : d)
-          for (int64_t j = 0; j < g.block; ++j) d += pr[j] * dr[j];
+        for (int64_t j = 0; j < g.block; ++j) d += pr[j] * dr[j];
 #pragma omp simd
-          for (int64_t j = 0; j < g.block; ++j) dr[j] = pr[j] * (dr[j] - d) * scale;
-        }
-        // dQ = dS K (rows of this tile), dK += dS^T Q, dV += P_drop^T dO.
-        small_gemm<T>(rows, g.hd, g.block, dP, g.block, 1, w.k.data(), g.hd, w.rows.data(), g.hd, nullptr, nullptr,
-                      false);
-        unpack_rows(dq.data<T>() + at + i0 * ro, ro, w.rows.data(), rows, g.hd);
-        small_gemm<T>(g.block, g.hd, rows, dP, 1, g.block, w.q.data() + i0 * g.hd, g.hd, w.dk.data(), g.hd, nullptr,
-                      nullptr, i0 > 0);
-        if (p > 0) apply_dropout(P, rows, g.block, first, p, seed, offset);
-        small_gemm<T>(g.block, g.hd, rows, P, 1, g.block, dO, g.hd, w.dv.data(), g.hd, nullptr, nullptr, i0 > 0);
+        for (int64_t j = 0; j < g.block; ++j) dr[j] = pr[j] * (dr[j] - d) * scale;
       }
-      unpack_rows(dk.data<T>() + at, ro, w.dk.data(), g.block, g.hd);
-      unpack_rows(dv.data<T>() + at, ro, w.dv.data(), g.block, g.hd);
+      // dQ = dS K (rows of this tile), dK += dS^T Q, dV += P_drop^T dO.
+      small_gemm<T>(rows, g.hd, g.block, dP, g.block, 1, w.k.data(), g.hd, w.rows.data(), g.hd, nullptr, nullptr,
+                    false);
+      unpack_rows(dq.data<T>() + at + i0 * ro, ro, w.rows.data(), rows, g.hd);
+      small_gemm<T>(g.block, g.hd, rows, dP, 1, g.block, w.q.data() + i0 * g.hd, g.hd, w.dk.data(), g.hd, nullptr,
+                    nullptr, i0 > 0);
+      if (p > 0) apply_dropout(P, rows, g.block, first, p, seed, offset);
+      small_gemm<T>(g.block, g.hd, rows, P, 1, g.block, dO, g.hd, w.dv.data(), g.hd, nullptr, nullptr, i0 > 0);
     }
+    unpack_rows(dk.data<T>() + at, ro, w.dk.data(), g.block, g.hd);
+    unpack_rows(dv.data<T>() + at, ro, w.dv.data(), g.block, g.hd);
   });
 }
 
@@ -288,7 +285,17 @@ Tensor block_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   const Tensor q = unit_inner(q_in), k = unit_inner(k_in), v = unit_inner(v_in);
   Tensor out = empty({B, S, H, hd}, q.dtype(), q.device());
   if (out.numel() == 0) return out;
-  if (q.device().is_cuda()) {
+  // CUDA, dense and long (block == S > 128): the flash kernels, which keep
+  // the per-row logsumexp (and the output) for the backward instead of
+  // recomputing them (cuda/flash_attention.cu).
+  const bool flash = q.device().is_cuda() && block == S && S > 128;
+  Tensor lse;
+  if (flash) {
+    lse = empty({B * H * S}, q.dtype(), q.device());
+    cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
+                     int64_t, double, uint64_t, uint64_t)>("flash_attention_forward")(out, lse, q, k, v, keep, block,
+                                                                                      stride, dropout_p, seed, offset);
+  } else if (q.device().is_cuda()) {
     cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, double,
                      uint64_t, uint64_t)>("block_attention_forward")(out, q, k, v, keep, block, stride, dropout_p, seed,
                                                                       offset);
@@ -300,12 +307,18 @@ Tensor block_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   }
   if (needs_grad({q_in, k_in, v_in})) {
     const Tensor sq = q.detach(), sk = k.detach(), sv = v.detach();
+    const Tensor saved_out = flash ? out.detach() : Tensor();  // detached: no cycle through out's own node
     record(out, op, {q_in, k_in, v_in}, [=](const Tensor& grad) -> std::vector<Tensor> {
       const Tensor dout = grad.contiguous_raw();
       Tensor dq = empty(sq.sizes(), sq.dtype(), sq.device());
       Tensor dk = empty(sq.sizes(), sq.dtype(), sq.device());
       Tensor dv = empty(sq.sizes(), sq.dtype(), sq.device());
-      if (sq.device().is_cuda()) {
+      if (flash) {
+        cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                         const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, double, uint64_t,
+                         uint64_t)>("flash_attention_backward")(dq, dk, dv, dout, sq, sk, sv, saved_out, lse, keep,
+                                                                block, stride, dropout_p, seed, offset);
+      } else if (sq.device().is_cuda()) {
         cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                          const Tensor&, const Tensor&, int64_t, int64_t, double, uint64_t, uint64_t)>(
             "block_attention_backward")(dq, dk, dv, dout, sq, sk, sv, keep, block, stride, dropout_p, seed, offset);

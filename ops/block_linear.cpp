@@ -85,8 +85,9 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
   if (inner > 1) {
     // Each (o, k) is Y_k[b_out, inner] = W_k X_k with X_k's rows g_in*sn apart.
     const int64_t work = std::max<int64_t>(1, blk * inner);
-    parallel_for(0, outer * G, std::max<int64_t>(1, 65536 / work), [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
+    const int64_t per_task = std::max<int64_t>(1, 65536 / work), pairs = outer * G;
+    tile::for_each_task((pairs + per_task - 1) / per_task, [] { return 0; }, [&](int, int64_t task) {
+      for (int64_t t = task * per_task; t < std::min(pairs, (task + 1) * per_task); ++t) {
         const int64_t o = t / G, k = t % G;
         const T* wk = w + k * blk;
         const T* bk = bias ? bias + k * out.b : nullptr;
@@ -129,13 +130,11 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
       for (int64_t jo = 0; jo < out.b; ++jo)
         for (int64_t j = 0; j < in.b; ++j) wt[(k * in.b + j) * out.b + jo] = w[(k * out.b + jo) * in.b + j];
     constexpr int64_t RT = 16;
-    parallel_for(0, (R + RT - 1) / RT, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t r0 = c0 * RT; r0 < std::min(R, c1 * RT); r0 += RT) {
-        const int64_t rows = std::min(RT, R - r0);
-        for (int64_t k = 0; k < G; ++k)
-          small_gemm<T>(rows, out.b, in.b, x + r0 * so + in.base(k) * sn, so, in.g * sn, wt.data() + k * blk, out.b,
-                        y + r0 * n_out + out.base(k), n_out, nullptr, bias ? bias + k * out.b : nullptr, false);
-      }
+    tile::for_each_task((R + RT - 1) / RT, [] { return 0; }, [&](int, int64_t task) {
+      const int64_t r0 = task * RT, rows = std::min(RT, R - r0);
+      for (int64_t k = 0; k < G; ++k)
+        small_gemm<T>(rows, out.b, in.b, x + r0 * so + in.base(k) * sn, so, in.g * sn, wt.data() + k * blk, out.b,
+                      y + r0 * n_out + out.base(k), n_out, nullptr, bias ? bias + k * out.b : nullptr, false);
     });
     return;
   }
@@ -143,23 +142,27 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
   // every group is a small GEMM with lanes over rows (Y_k^T = W_k X_k^T, the
   // weights broadcast from L1), and transpose the result back.
   constexpr int64_t RT = 2 * kLanes<T>;
-  parallel_for(0, (R + RT - 1) / RT, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> xt(n_in * RT), yt(n_out * RT);
-    for (int64_t r0 = c0 * RT; r0 < std::min(R, c1 * RT); r0 += RT) {
-      const int64_t rows = std::min(RT, R - r0);
-      if (rows < RT) std::fill(xt.begin(), xt.end(), T(0));
-      if (sn == 1) {
-        tile::transpose(x + r0 * so, so, xt.data(), RT, rows, n_in);
-      } else {
-        for (int64_t p = 0; p < n_in; ++p)
-          for (int64_t r = 0; r < rows; ++r) xt[p * RT + r] = x[(r0 + r) * so + p * sn];
-      }
-      for (int64_t k = 0; k < G; ++k)
-        small_gemm<T>(out.b, RT, in.b, w + k * blk, in.b, 1, xt.data() + in.base(k) * RT, in.g * RT,
-                      yt.data() + out.base(k) * RT, out.g * RT, bias ? bias + k * out.b : nullptr, nullptr, false);
-      tile::transpose(yt.data(), RT, y + r0 * n_out, n_out, n_out, rows);
-    }
-  });
+  struct Tiles {
+    std::vector<T> xt, yt;
+  };
+  tile::for_each_task(
+      (R + RT - 1) / RT, [&] { return Tiles{std::vector<T>(n_in * RT), std::vector<T>(n_out * RT)}; },
+      [&](Tiles& s, int64_t task) {
+        const int64_t r0 = task * RT, rows = std::min(RT, R - r0);
+        T* xt = s.xt.data();
+        T* yt = s.yt.data();
+        if (rows < RT) std::fill(s.xt.begin(), s.xt.end(), T(0));
+        if (sn == 1) {
+          tile::transpose(x + r0 * so, so, xt, RT, rows, n_in);
+        } else {
+          for (int64_t p = 0; p < n_in; ++p)
+            for (int64_t r = 0; r < rows; ++r) xt[p * RT + r] = x[(r0 + r) * so + p * sn];
+        }
+        for (int64_t k = 0; k < G; ++k)
+          small_gemm<T>(out.b, RT, in.b, w + k * blk, in.b, 1, xt + in.base(k) * RT, in.g * RT, yt + out.base(k) * RT,
+                        out.g * RT, bias ? bias + k * out.b : nullptr, nullptr, false);
+        tile::transpose(yt, RT, y + r0 * n_out, n_out, n_out, rows);
+      });
 }
 
 // ---- weight gradient -------------------------------------------------------------------
@@ -170,7 +173,7 @@ template <class T>
 void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side in, Side out) {
   const int64_t outer = x3.sizes()[0], inner = x3.sizes()[2];
   const int64_t so = x3.strides()[0], sn = x3.strides()[1];
-  const int64_t n_out = G * out.b, n_in = G * in.b;
+  const int64_t n_out = G * out.b;
   const int64_t blk = in.b * out.b;
   const T* x = x3.data<T>();
   const T* dy = dy3.data<T>();
@@ -180,13 +183,14 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
     return;
   }
 
-  // Partial sums per chunk of rows, added in chunk order at the end.
+  // Partial sums per chunk of rows (up to 4 per thread, handed out as tasks),
+  // added in chunk order at the end.
   auto reduce_chunks = [&](int64_t chunks, const std::function<void(int64_t, int64_t, int64_t, T*)>& body,
                            int64_t rows) {
     std::vector<T> partial(static_cast<size_t>(chunks * G * blk), T(0));
     const int64_t per = (rows + chunks - 1) / chunks;
-    parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) body(c * per, std::min(rows, (c + 1) * per), c, partial.data() + c * G * blk);
+    tile::for_each_task(chunks, [] { return 0; }, [&](int, int64_t c) {
+      body(std::min(rows, c * per), std::min(rows, (c + 1) * per), c, partial.data() + c * G * blk);
     });
     return partial;
   };
@@ -258,7 +262,8 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
             });
       }
     };
-    const int64_t chunks = chunk_count(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner * in.b)), nthreads);
+    const int64_t chunks =
+        chunk_count(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner * in.b)), 4 * nthreads);
     const auto partial = reduce_chunks(chunks, body, outer);
     for (int64_t e = 0; e < G * blk; ++e) {
       T s = 0;
@@ -270,7 +275,7 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
 
   // inner == 1: rows r.
   const int64_t R = outer;
-  const int64_t chunks = chunk_count(R, 64, nthreads);
+  const int64_t chunks = chunk_count(R, 64, 4 * nthreads);
   // dW_k += dY_k^T X_k over rows: lanes over j when X_k's row is contiguous
   // (g_in == 1), over jo (computing dW_k^T) when dY_k's is (g_out == 1), else
   // over j of a group-major copy of the chunk's x rows.
@@ -388,17 +393,19 @@ template <class T>
 void bias_grad_cpu(T* db, const T* dy, int64_t outer, int64_t n_out, int64_t inner, int64_t G, Side out) {
   std::vector<T> per_position(n_out, T(0));
   if (inner > 1) {
-    parallel_for(0, n_out, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, outer * inner)), [&](int64_t q0, int64_t q1) {
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, outer * inner));
+    parallel_for(0, n_out, grain, [&](int64_t q0, int64_t q1) {
+      constexpr int L = kLanes<T>;
+      const int64_t full = inner / L * L;
       for (int64_t q = q0; q < q1; ++q) {
+        tile::Vec<T> acc{};  // one horizontal sum per position, not per (o, position)
         T s = 0;
         for (int64_t o = 0; o < outer; ++o) {
           const T* p = dy + (o * n_out + q) * inner;
-          T t = 0;
-#pragma omp simd reduction(+ : t)
-          for (int64_t i = 0; i < inner; ++i) t += p[i];
-          s += t;
+          for (int64_t i = 0; i < full; i += L) acc += tile::load<T>(p + i);
+          for (int64_t i = full; i < inner; ++i) s += p[i];
         }
-        per_position[q] = s;
+        per_position[q] = s + tile::hsum<T, L>(acc);
       }
     });
   } else {
@@ -444,7 +451,8 @@ Tensor bias_grad_raw(const Tensor& dy3, Side out, int64_t G) {
 std::vector<int64_t> butterfly_strides(int64_t n, int64_t b, bool capped) {
   DIMIX_CHECK(n >= 1 && b >= 2, "butterfly_strides: expected n >= 1 and block size b >= 2, got n = ", n, ", b = ", b);
   // L = int(np.ceil(np.log(n) / np.log(b))) in double precision, as the authors.
-  const int64_t L = static_cast<int64_t>(std::ceil(std::log(static_cast<double>(n)) / std::log(static_cast<double>(b))));
+  const double levels = std::log(static_cast<double>(n)) / std::log(static_cast<double>(b));
+  const int64_t L = static_cast<int64_t>(std::ceil(levels));
   std::vector<int64_t> strides;
   int64_t gap = 1;
   for (int64_t i = 0; i < L; ++i) {
@@ -479,8 +487,9 @@ Tensor block_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, i
   if (bias.defined()) {
     check_same_device(op, x, bias);
     check_same_dtype(op, x, bias);
-    DIMIX_CHECK(bias.dim() == 2 && bias.sizes()[0] == G && bias.sizes()[1] == b_out, op, ": expected bias [G, b_out] = [",
-                G, ", ", b_out, "] for weight ", weight.shape_str(), ", got ", bias.shape_str());
+    DIMIX_CHECK(bias.dim() == 2 && bias.sizes()[0] == G && bias.sizes()[1] == b_out, op,
+                ": expected bias [G, b_out] = [", G, ", ", b_out, "] for weight ", weight.shape_str(), ", got ",
+                bias.shape_str());
   }
   const Side in{b_in, in_stride}, out{b_out, out_stride};
   const Tensor x3 = as_3d(x, dim);
@@ -495,13 +504,15 @@ Tensor block_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, i
     const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
     const Tensor saved_x = gw ? x3.detach() : Tensor();
     const Tensor saved_w = gx ? w.detach() : Tensor();
-    record(y, op, {x, weight, bias}, [=, in_shape = x.sizes(), y_shape = y3.sizes()](const Tensor& grad) -> std::vector<Tensor> {
+    const Shape in_shape = x.sizes(), y_shape = y3.sizes();
+    record(y, op, {x, weight, bias}, [=](const Tensor& grad) -> std::vector<Tensor> {
       const Tensor gc = grad.contiguous_raw();
       const Tensor dy = gc.as_strided(y_shape, contiguous_strides(y_shape), gc.offset());
       Tensor dx, dw, db;
       if (gx) {
         // dX = block_linear(dY) with W_k^T and the two sides swapped.
-        const Tensor wt = saved_w.as_strided({G, b_in, b_out}, {b_in * b_out, 1, b_in}, saved_w.offset()).contiguous_raw();
+        const Tensor wt =
+            saved_w.as_strided({G, b_in, b_out}, {b_in * b_out, 1, b_in}, saved_w.offset()).contiguous_raw();
         dx = forward_raw(dy, wt, Tensor(), out, in).as_strided(in_shape, contiguous_strides(in_shape), 0);
       }
       if (gw) dw = weight_grad_raw(dy, saved_x, in, out, G);
@@ -532,7 +543,8 @@ DIMIX_REGISTER_OP_CASES({
      [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 3, 1); }},
     // Middle dim of a non-contiguous x (inner stride != 1), stride 2.
     {"block_linear/middle_dim_noncontig", [](Generator& g, DType t) {
-       return std::vector{noncontig_input(g, {3, 8, 2, 3}, t), randn_input(g, {4, 2, 2}, t), randn_input(g, {4, 2}, t)}; },
+       return std::vector{noncontig_input(g, {3, 8, 2, 3}, t), randn_input(g, {4, 2, 2}, t),
+                          randn_input(g, {4, 2}, t)}; },
      [](const std::vector<Tensor>& x) { return block_linear(x[0], x[1], x[2], 1, 2, 2); }},
     // G = 1: a dense map along dim 0.
     {"block_linear/dense_G1", [](Generator& g, DType t) {

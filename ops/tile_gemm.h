@@ -16,10 +16,13 @@
 #pragma once
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#include "core/parallel.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -214,6 +217,28 @@ inline void copy_short(T* __restrict dst, const T* __restrict src, int64_t n) {
 #else
   for (; i < n; ++i) dst[i] = src[i];
 #endif
+}
+
+// ---- scheduling ---------------------------------------------------------------------
+
+// Runs body(state, t) for every task t in [0, n), handing tasks out one at a
+// time to whichever thread is free. On a machine shared with other jobs a
+// thread that loses its core then delays the op by about one task instead of
+// half the op (a static split waits for the slowest half). make_state()
+// builds each thread's scratch once. Tasks must write disjoint outputs.
+template <class MakeState, class Body>
+void for_each_task(int64_t n, MakeState&& make_state, Body&& body) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(n, get_num_threads());
+  parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    auto state = make_state();
+    for (;;) {
+      const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n) break;
+      body(state, t);
+    }
+  });
 }
 
 // ---- transposes ---------------------------------------------------------------------

@@ -198,8 +198,14 @@ TEST_CASE("flags: unknown flags and bad values are one-line errors", "[apps]") {
   const char* bad2[] = {"prog", "--lr", "fast"};
   app::Flags g("prog", "test");
   g.add("lr", "0.1", "learning rate");
-  REQUIRE(g.parse(3, const_cast<char**>(bad2)));
-  CHECK_THROWS_WITH(g.real("lr"), Contains("--lr expects a number") && Contains("fast"));
+  g.add("steps", "0", "steps");
+  // numeric flags are checked while parsing, even if never read
+  CHECK_THROWS_WITH(g.parse(3, const_cast<char**>(bad2)), Contains("--lr expects a number") && Contains("fast"));
+  const char* bad3[] = {"prog", "--steps", "1.5"};
+  app::Flags g3("prog", "test");
+  g3.add("steps", "0", "steps");
+  REQUIRE(g3.parse(3, const_cast<char**>(bad3)));
+  CHECK_THROWS_WITH(g3.integer("steps"), Contains("--steps expects an integer"));
   const char* ok[] = {"prog", "--lr=0.5", "--resume"};
   app::Flags h("prog", "test");
   h.add("lr", "0.1", "learning rate");
