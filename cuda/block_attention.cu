@@ -1,90 +1,42 @@
 // CUDA kernels of ops/block_attention: softmax attention within butterfly
-// groups of tokens, "block_attention_forward" and "block_attention_backward".
+// groups of tokens, "block_attention_forward" and "block_attention_backward"
+// (letters, layouts, score and dropout rule: cuda/attention_common.cuh).
 //
-// Letters as the op: B batch, S tokens, H heads, hd head dim, G = S / block
-// groups; group c = a * stride + s holds tokens first(c) + j * stride, j <
-// block; task t = (b * H + h) * G + c. q, k, v [B, S, H, hd] with unit
-// head-dim stride (other strides free); out and the gradients contiguous;
-// key_keep [B, S] in q's dtype (0 = masked: score - 1e6) or undefined.
-// Scores s_ij = q_i . (k_j / sqrt(hd)) + bias_j; P = softmax_j; dropout of P
-// at flat index (t * block + i) * block + j (philox_uniform < p drops, kept
-// ones scaled by 1/(1-p)), exactly the CPU's draw.
+// Three families, picked per call by the registered entry points below:
+//  1. part-1 simple kernels ("block_attention_forward_simple",
+//     "block_attention_backward_simple"), written to be obviously right and
+//     kept as the oracles of the others: a warp per query row, one pass over
+//     the keys with an online max/sum; the backward recomputes per query
+//     row (dq and the row statistics), then per key row (dk, dv);
+//  2. group-fused kernels (this file, part 2): one thread block per few
+//     (batch, head, group) tasks, the tasks' K and V (and for the backward Q
+//     and dO) staged in shared memory once, a thread per query row (and in
+//     the backward's second phase a thread per key row), the butterfly
+//     permutation folded into the row addresses, the padding mask and the
+//     Philox dropout applied in the kernel. For the butterfly blocks (8..64)
+//     and small dense sequences; assumes block <= 256, hd <= 64 and the
+//     backward's staged rows (4 (hd+1) + 4 values per row) fitting in shared
+//     memory;
+//  3. flash kernels (cuda/flash_attention.cu) for bigger groups and dense
+//     attention, hd <= 64; the op calls them directly when block == S > 128
+//     so the forward's per-row logsumexp is kept for the backward.
+// A shape outside all of these (hd > 64 with block > 256) runs the simple
+// kernels; DIMIX_CUDA_SIMPLE=1 (cuda/tiling.cuh) forces them everywhere.
 //
-// Part-1 kernels, flash-attention style so nothing block x block is stored:
-//  forward: a warp per query row, lanes over the head dim; one pass over the
-//    keys with an online max/sum, rescaling the output accumulator when the
-//    max grows.
-//  backward: a warp per query row recomputes its statistics (max m_i, sum
-//    l_i, D_i = sum_j P_ij dP_ij) and writes dq_i and the statistics; then a
-//    warp per key row gathers dk_j and dv_j over the group's queries in
-//    order. No atomics: gradients are deterministic.
-#include "core/rng.h"
-#include "cuda/common.cuh"
+// Every family's backward is deterministic (no atomics): sums over a group's
+// queries or keys run in a fixed order.
+#include <algorithm>
+
+#include "cuda/attention_common.cuh"
+#include "cuda/tiling.cuh"
 
 namespace dimix::cuda {
+namespace attention {
 namespace {
 
-constexpr double kMaskedScore = -1e6;
 constexpr int kPerLane = 8;  // head dims per lane per pass: hd <= 256 in one pass
 
-struct Geometry {
-  int64_t B, S, H, hd, block, stride, G;
-  __device__ int64_t first(int64_t c) const { return (c / stride) * block * stride + c % stride; }
-};
-
-// Element offsets of a [B, S, H, hd] operand (unit hd stride).
-struct Strides {
-  int64_t b, s, h;
-  __device__ int64_t at(int64_t bb, int64_t tok, int64_t hh) const { return bb * b + tok * s + hh * h; }
-};
-Strides strides_of(const Tensor& t) { return {t.strides()[0], t.strides()[1], t.strides()[2]}; }
-
-struct Dropout {
-  double p;
-  uint64_t seed, offset;
-};
-
-// One task's row i: (b, h, c) and token of slot i.
-struct RowId {
-  int64_t t, b, h, c, i;
-};
-__device__ __forceinline__ RowId row_id(int64_t r, const Geometry& g) {
-  RowId id;
-  id.t = r / g.block;
-  id.i = r - id.t * g.block;
-  id.c = id.t % g.G;
-  id.h = (id.t / g.G) % g.H;
-  id.b = id.t / (g.G * g.H);
-  return id;
-}
-
-template <class T>
-__device__ __forceinline__ T warp_dot(const T* a, const T* b, int64_t hd, int lane) {
-  T s = 0;
-  for (int64_t d = lane; d < hd; d += 32) s += a[d] * b[d];
-  return warp_sum(s);
-}
-
-// Score of query q_i against key k_j (k scaled first, as the CPU's K^T/sqrt(hd)).
-template <class T>
-__device__ __forceinline__ T score(const T* qi, const T* kj, int64_t hd, T scale, int lane) {
-  T s = 0;
-  for (int64_t d = lane; d < hd; d += 32) s += qi[d] * (kj[d] * scale);
-  return warp_sum(s);
-}
-
-template <class T>
-__device__ __forceinline__ T key_bias(const T* keep, int64_t b, int64_t tok, int64_t S) {
-  return keep && keep[b * S + tok] == T(0) ? T(kMaskedScore) : T(0);
-}
-
-// 1/(1-p) when element `index` is kept, 0 when dropped (1 without dropout).
-template <class T>
-__device__ __forceinline__ T keep_factor(const Dropout& dp, uint64_t index) {
-  if (dp.p <= 0) return T(1);
-  const T u = philox_uniform<T>(dp.seed, dp.offset, index);
-  return u < static_cast<T>(dp.p) ? T(0) : static_cast<T>(1.0 / (1.0 - dp.p));
-}
+// ---- 1. the part-1 simple kernels ------------------------------------------------------------
 
 template <class T>
 __global__ void block_attention_forward_kernel(T* out, const T* q, const T* k, const T* v, const T* keep, Geometry g,
@@ -230,62 +182,432 @@ __global__ void block_attention_backward_keys(T* dk, T* dv, const T* stats, cons
   }
 }
 
-Geometry geometry_of(const Tensor& q, int64_t block, int64_t stride) {
-  const int64_t S = q.sizes()[1];
-  return {q.sizes()[0], S, q.sizes()[2], q.sizes()[3], block, stride, S / block};
+
+// ---- 2. group-fused kernels --------------------------------------------------------------------
+//
+// A block takes `tpc` consecutive tasks (tpc * block query rows, at most
+// 256). Rows are staged at pitch HD + 1 (HD = hd rounded up to 8, 16, 32 or
+// 64, the padding zero, so the unrolled loops need no bounds): a warp
+// reading one row of several tasks, or its own rows, hits distinct banks.
+// Score arithmetic is the same expression in forward and backward, s =
+// sum_d q[d] * (k[d] * scale) + bias, so the backward's P is the forward's.
+
+constexpr int kGroupRows = 128;  // query rows per block aimed at
+
+// Stages rows [0, tpc * block) of an operand (task t0 + row / block, slot row % block)
+// into rows at pitch HD + 1; rows of tasks past the end and dims past hd are zero.
+template <class T, int HD>
+__device__ __forceinline__ void stage_group_rows(T* dst, const T* src, const Strides& st, const Geometry& g, int64_t t0,
+                                                 int rows) {
+  constexpr int P = HD + 1;
+  const int block = static_cast<int>(g.block);
+  for (int e = threadIdx.x; e < rows * HD; e += blockDim.x) {
+    const int row = e / HD, d = e - row * HD;
+    const int64_t t = t0 + row / block;
+    T v = T(0);
+    if (t < g.tasks() && d < g.hd) {
+      const TaskId id = task_id(t, g);
+      const int64_t tok = g.first(id.c) + static_cast<int64_t>(row % block) * g.stride;
+      v = src[st.at(id.b, tok, id.h) + d];
+    }
+    dst[row * P + d] = v;
+  }
 }
 
-void check_operands(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep) {
-  for (const Tensor* t : {&q, &k, &v})
-    DIMIX_CHECK(t->dim() == 4 && (t->strides()[3] == 1 || t->sizes()[3] == 1), op,
-                ": CUDA kernel expects [B, S, H, hd] operands with unit head-dim stride");
-  DIMIX_CHECK(!keep.defined() || (keep.is_contiguous() && keep.dtype() == q.dtype()), op,
-              ": expected key_keep contiguous in q's dtype");
+template <class T>
+__device__ __forceinline__ void stage_group_bias(T* dst, const T* keep, const Geometry& g, int64_t t0, int rows) {
+  const int block = static_cast<int>(g.block);
+  for (int row = threadIdx.x; row < rows; row += blockDim.x) {
+    const int64_t t = t0 + row / block;
+    T v = T(0);
+    if (t < g.tasks()) {
+      const TaskId id = task_id(t, g);
+      v = key_bias(keep, id.b, g.first(id.c) + static_cast<int64_t>(row % block) * g.stride, g.S);
+    }
+    dst[row] = v;
+  }
 }
 
-void block_attention_forward_cuda(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& keep, int64_t block, int64_t stride, double p, uint64_t seed,
-                                  uint64_t offset) {
-  check_operands("block_attention", q, k, v, keep);
-  DIMIX_CHECK(out.is_contiguous(), "block_attention: expected a contiguous output");
+template <class T, int HD>
+__global__ void __launch_bounds__(256)
+    attention_group_forward(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ k,
+                            const T* __restrict__ v, const T* __restrict__ keep, Geometry g, Strides sq, Strides sk,
+                            Strides sv, Dropout dp, int tpc) {
+  constexpr int P = HD + 1;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int block = static_cast<int>(g.block), rows = tpc * block;
+  T* ks = reinterpret_cast<T*>(smem_raw);
+  T* vs = ks + rows * P;
+  T* bs = vs + rows * P;
+  const T scale = static_cast<T>(1.0 / ::sqrt(static_cast<double>(g.hd)));
+  const Strides so = contiguous_strides_of(g);
+  for (int64_t t0 = static_cast<int64_t>(blockIdx.x) * tpc; t0 < g.tasks();
+       t0 += static_cast<int64_t>(gridDim.x) * tpc) {
+    __syncthreads();  // the previous tasks' readers are done
+    stage_group_rows<T, HD>(ks, k, sk, g, t0, rows);
+    stage_group_rows<T, HD>(vs, v, sv, g, t0, rows);
+    stage_group_bias(bs, keep, g, t0, rows);
+    __syncthreads();
+    const int row = threadIdx.x;
+    const int tl = row / block, i = row - tl * block;
+    const int64_t t = t0 + tl;
+    if (row >= rows || t >= g.tasks()) continue;
+    const TaskId id = task_id(t, g);
+    const int64_t tok_i = g.first(id.c) + static_cast<int64_t>(i) * g.stride;
+    T qr[HD], acc[HD];
+    const T* qi = q + sq.at(id.b, tok_i, id.h);
+#pragma unroll
+    for (int d = 0; d < HD; ++d) {
+      qr[d] = d < g.hd ? qi[d] : T(0);
+      acc[d] = T(0);
+    }
+    const T* kr = ks + tl * block * P;
+    const T* vr = vs + tl * block * P;
+    const T* br = bs + tl * block;
+    const uint64_t base = static_cast<uint64_t>((t * g.block + i) * g.block);
+    T m = -dm::infinity<T>(), l = T(0);
+    for (int j = 0; j < block; ++j) {
+      T s = T(0);
+#pragma unroll
+      for (int d = 0; d < HD; ++d) s += qr[d] * (kr[j * P + d] * scale);
+      s += br[j];
+      if (s > m) {  // a new max: rescale what was summed under the old one
+        const T r = m == -dm::infinity<T>() ? T(0) : dm::exp(m - s);
+        l *= r;
+#pragma unroll
+        for (int d = 0; d < HD; ++d) acc[d] *= r;
+        m = s;
+      }
+      const T e = dm::exp(s - m);
+      l += e;
+      const T w = e * keep_factor<T>(dp, base + j);
+#pragma unroll
+      for (int d = 0; d < HD; ++d) acc[d] += w * vr[j * P + d];
+    }
+    const T inv = T(1) / l;
+    T* o = out + so.at(id.b, tok_i, id.h);
+#pragma unroll
+    for (int d = 0; d < HD; ++d)
+      if (d < g.hd) o[d] = acc[d] * inv;
+  }
+}
+
+// Backward, per block of tasks, two phases over the staged Q, K, V, dO:
+//  phase 1, a thread per query row i: m_i, l_i (online), D_i = sum_j P_ij dP_ij
+//    with dP_ij = keep_ij (dO_i . v_j), then dq_i = sum_j dS_ij k_j,
+//    dS_ij = P_ij (dP_ij - D_i) / sqrt(hd); (m, l, D) go to shared memory;
+//  phase 2, a thread per key row j: dk_j = sum_i dS_ij q_i and
+//    dv_j = sum_i keep_ij P_ij dO_i over the task's queries in order.
+template <class T, int HD>
+__global__ void __launch_bounds__(256)
+    attention_group_backward(T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv, const T* __restrict__ dout,
+                             const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                             const T* __restrict__ keep, Geometry g, Strides sq, Strides sk, Strides sv, Dropout dp,
+                             int tpc) {
+  constexpr int P = HD + 1;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int block = static_cast<int>(g.block), rows = tpc * block;
+  T* qs = reinterpret_cast<T*>(smem_raw);
+  T* ks = qs + rows * P;
+  T* vs = ks + rows * P;
+  T* gs = vs + rows * P;  // dO
+  T* bs = gs + rows * P;
+  T* ms = bs + rows;
+  T* ls = ms + rows;
+  T* Ds = ls + rows;
+  const T scale = static_cast<T>(1.0 / ::sqrt(static_cast<double>(g.hd)));
+  const Strides so = contiguous_strides_of(g);
+  for (int64_t t0 = static_cast<int64_t>(blockIdx.x) * tpc; t0 < g.tasks();
+       t0 += static_cast<int64_t>(gridDim.x) * tpc) {
+    __syncthreads();
+    stage_group_rows<T, HD>(qs, q, sq, g, t0, rows);
+    stage_group_rows<T, HD>(ks, k, sk, g, t0, rows);
+    stage_group_rows<T, HD>(vs, v, sv, g, t0, rows);
+    stage_group_rows<T, HD>(gs, dout, so, g, t0, rows);
+    stage_group_bias(bs, keep, g, t0, rows);
+    __syncthreads();
+    const int row = threadIdx.x;
+    const int tl = row / block, slot = row - tl * block;
+    const int64_t t = t0 + tl;
+    const bool active = row < rows && t < g.tasks();
+    const T* kr = ks + tl * block * P;
+    const T* vr = vs + tl * block * P;
+    const T* qr = qs + tl * block * P;
+    const T* gr = gs + tl * block * P;
+    const T* br = bs + tl * block;
+    TaskId id{0, 0, 0};
+    int64_t tok = 0;
+    if (active) {
+      id = task_id(t, g);
+      tok = g.first(id.c) + static_cast<int64_t>(slot) * g.stride;
+    }
+    // Phase 1: this thread is query i = slot.
+    if (active) {
+      const int i = slot;
+      const OwnRow<T, HD> qi = qr + i * P;
+      const OwnRow<T, HD> gi = gr + i * P;
+      const uint64_t base = static_cast<uint64_t>((t * g.block + i) * g.block);
+      auto score_of = [&](int j) {
+        T s = T(0);
+#pragma unroll
+        for (int d = 0; d < HD; ++d) s += qi[d] * (kr[j * P + d] * scale);
+        return s + br[j];
+      };
+      auto dprob_of = [&](int j) {
+        T s = T(0);
+#pragma unroll
+        for (int d = 0; d < HD; ++d) s += gi[d] * vr[j * P + d];
+        return keep_factor<T>(dp, base + j) * s;
+      };
+      T m = -dm::infinity<T>(), l = T(0);
+      for (int j = 0; j < block; ++j) online_add(m, l, score_of(j));
+      T D = T(0);
+      for (int j = 0; j < block; ++j) D += dm::exp(score_of(j) - m) / l * dprob_of(j);
+      T acc[HD];
+#pragma unroll
+      for (int d = 0; d < HD; ++d) acc[d] = T(0);
+      for (int j = 0; j < block; ++j) {
+        const T dS = dm::exp(score_of(j) - m) / l * (dprob_of(j) - D) * scale;
+#pragma unroll
+        for (int d = 0; d < HD; ++d) acc[d] += dS * kr[j * P + d];
+      }
+      T* o = dq + so.at(id.b, tok, id.h);
+#pragma unroll
+      for (int d = 0; d < HD; ++d)
+        if (d < g.hd) o[d] = acc[d];
+      ms[row] = m;
+      ls[row] = l;
+      Ds[row] = D;
+    }
+    __syncthreads();
+    // Phase 2: this thread is key j = slot.
+    if (active) {
+      const int j = slot;
+      const OwnRow<T, HD> kj = kr + j * P;
+      const OwnRow<T, HD> vj = vr + j * P;
+      const T bias = br[j];
+      const T* mr = ms + tl * block;
+      const T* lr = ls + tl * block;
+      const T* Dr = Ds + tl * block;
+      T ak[HD], av[HD];
+#pragma unroll
+      for (int d = 0; d < HD; ++d) ak[d] = av[d] = T(0);
+      for (int i = 0; i < block; ++i) {
+        const T* qi = qr + i * P;
+        const T* gi = gr + i * P;
+        T s = T(0), gv = T(0);
+#pragma unroll
+        for (int d = 0; d < HD; ++d) s += qi[d] * (kj[d] * scale);
+        s += bias;
+#pragma unroll
+        for (int d = 0; d < HD; ++d) gv += gi[d] * vj[d];
+        const T Pij = dm::exp(s - mr[i]) / lr[i];
+        const T kf = keep_factor<T>(dp, static_cast<uint64_t>((t * g.block + i) * g.block + j));
+        const T dS = Pij * (kf * gv - Dr[i]) * scale;
+        const T pd = Pij * kf;
+#pragma unroll
+        for (int d = 0; d < HD; ++d) {
+          ak[d] += dS * qi[d];
+          av[d] += pd * gi[d];
+        }
+      }
+      T* ok = dk + so.at(id.b, tok, id.h);
+      T* ov = dv + so.at(id.b, tok, id.h);
+#pragma unroll
+      for (int d = 0; d < HD; ++d)
+        if (d < g.hd) {
+          ok[d] = ak[d];
+          ov[d] = av[d];
+        }
+    }
+  }
+}
+
+int head_dim_bucket(int64_t hd) { return hd <= 8 ? 8 : hd <= 16 ? 16 : hd <= 32 ? 32 : 64; }
+
+// Tasks per block and shared bytes of the group kernels; tpc = 0 when they do
+// not apply (block > 256, hd > 64, or one task's rows do not fit).
+struct GroupPlan {
+  int tpc = 0, threads = 0, HD = 0;
+  size_t smem = 0;
+};
+GroupPlan plan_group(const Geometry& g, size_t elem, size_t budget, bool backward) {
+  GroupPlan p;
+  if (g.block > 256 || g.hd > kFlashMaxHeadDim || g.hd < 1) return p;
+  p.HD = head_dim_bucket(g.hd);
+  const size_t per_row = backward ? (4 * (p.HD + 1) + 4) * elem : (2 * (p.HD + 1) + 1) * elem;
+  int tpc = static_cast<int>(std::max<int64_t>(1, kGroupRows / g.block));
+  while (tpc > 1 && static_cast<size_t>(tpc) * g.block * per_row > budget) --tpc;
+  if (static_cast<size_t>(tpc) * g.block * per_row > budget) return p;
+  p.tpc = tpc;
+  p.threads = static_cast<int>((tpc * g.block + 31) / 32 * 32);
+  p.smem = static_cast<size_t>(tpc) * g.block * per_row;
+  return p;
+}
+
+template <class Fn>
+void with_head_dim(int HD, Fn&& fn) {
+  switch (HD) {
+    case 8: fn.template operator()<8>(); break;
+    case 16: fn.template operator()<16>(); break;
+    case 32: fn.template operator()<32>(); break;
+    default: fn.template operator()<64>(); break;
+  }
+}
+
+void group_forward(const GroupPlan& p, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& keep, const Geometry& g, const Dropout& dp) {
   DeviceContext& ctx = context_of(out);
-  if (out.numel() == 0) return;
-  const Geometry g = geometry_of(q, block, stride);
+  const unsigned grid = tile_grid((g.tasks() + p.tpc - 1) / p.tpc, ctx);
+  dispatch_float(q.dtype(), "block_attention", [&]<class T>() {
+    with_head_dim(p.HD, [&]<int HD>() {
+      auto* kernel = &attention_group_forward<T, HD>;
+      allow_smem(kernel, p.smem);
+      kernel<<<grid, p.threads, p.smem, ctx.stream>>>(ptr<T>(out), ptr<T>(q), ptr<T>(k), ptr<T>(v),
+                                                      keep.defined() ? ptr<T>(keep) : nullptr, g, strides_of(q),
+                                                      strides_of(k), strides_of(v), dp, p.tpc);
+      DIMIX_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
+void group_backward(const GroupPlan& p, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep, const Geometry& g,
+                    const Dropout& dp) {
+  DeviceContext& ctx = context_of(dq);
+  const unsigned grid = tile_grid((g.tasks() + p.tpc - 1) / p.tpc, ctx);
+  dispatch_float(q.dtype(), "block_attention", [&]<class T>() {
+    with_head_dim(p.HD, [&]<int HD>() {
+      auto* kernel = &attention_group_backward<T, HD>;
+      allow_smem(kernel, p.smem);
+      kernel<<<grid, p.threads, p.smem, ctx.stream>>>(ptr<T>(dq), ptr<T>(dk), ptr<T>(dv), ptr<T>(dout), ptr<T>(q),
+                                                      ptr<T>(k), ptr<T>(v), keep.defined() ? ptr<T>(keep) : nullptr,
+                                                      g, strides_of(q), strides_of(k), strides_of(v), dp, p.tpc);
+      DIMIX_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
+}  // namespace
+
+// ---- entry points ---------------------------------------------------------------------------
+
+void simple_forward(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep,
+                    const Geometry& g, const Dropout& dp) {
+  DeviceContext& ctx = context_of(out);
   dispatch_float(q.dtype(), "block_attention", [&]<class T>() {
     block_attention_forward_kernel<T><<<warp_grid(g.B * g.H * g.S, ctx), kThreads, 0, ctx.stream>>>(
         ptr<T>(out), ptr<T>(q), ptr<T>(k), ptr<T>(v), keep.defined() ? ptr<T>(keep) : nullptr, g, strides_of(q),
-        strides_of(k), strides_of(v), Dropout{p, seed, offset});
+        strides_of(k), strides_of(v), dp);
     DIMIX_CUDA_LAUNCH_CHECK();
   });
 }
 
-void block_attention_backward_cuda(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep,
-                                   int64_t block, int64_t stride, double p, uint64_t seed, uint64_t offset) {
-  check_operands("block_attention backward", q, k, v, keep);
-  DIMIX_CHECK(dq.is_contiguous() && dk.is_contiguous() && dv.is_contiguous() && dout.is_contiguous(),
-              "block_attention backward: expected contiguous gradients");
+void simple_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                     const Tensor& k, const Tensor& v, const Tensor& keep, const Geometry& g, const Dropout& dp) {
   DeviceContext& ctx = context_of(dq);
-  if (dq.numel() == 0) return;
-  const Geometry g = geometry_of(q, block, stride);
   const int64_t rows = g.B * g.H * g.S;
   const Tensor stats = empty({rows, 3}, q.dtype(), q.device());
   dispatch_float(q.dtype(), "block_attention", [&]<class T>() {
     const T* kp = keep.defined() ? ptr<T>(keep) : nullptr;
     block_attention_backward_rows<T><<<warp_grid(rows, ctx), kThreads, 0, ctx.stream>>>(
         ptr<T>(dq), ptr<T>(stats), ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v), kp, g, strides_of(q), strides_of(k),
-        strides_of(v), Dropout{p, seed, offset});
+        strides_of(v), dp);
     DIMIX_CUDA_LAUNCH_CHECK();
     block_attention_backward_keys<T><<<warp_grid(rows, ctx), kThreads, 0, ctx.stream>>>(
         ptr<T>(dk), ptr<T>(dv), ptr<T>(stats), ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v), kp, g, strides_of(q),
-        strides_of(k), strides_of(v), Dropout{p, seed, offset});
+        strides_of(k), strides_of(v), dp);
     DIMIX_CUDA_LAUNCH_CHECK();
   });
+}
+
+}  // namespace attention
+
+namespace {
+using namespace attention;
+
+void check_forward_args(const char* op, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& keep, int64_t block, int64_t stride) {
+  check_operands(op, q, k, v, keep);
+  DIMIX_CHECK(out.is_contiguous() && out.sizes() == q.sizes(), op, ": expected a contiguous output of q's shape");
+  const int64_t S = q.sizes()[1];
+  DIMIX_CHECK(block >= 1 && stride >= 1 && S % block == 0 && (S / block) % stride == 0, op, ": block ", block,
+              " and stride ", stride, " do not tile S = ", S);
+}
+
+void check_backward_args(const char* op, const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep, int64_t block,
+                         int64_t stride) {
+  check_forward_args(op, dout, q, k, v, keep, block, stride);
+  DIMIX_CHECK(dq.is_contiguous() && dk.is_contiguous() && dv.is_contiguous() && dq.sizes() == q.sizes() &&
+                  dk.sizes() == q.sizes() && dv.sizes() == q.sizes(),
+              op, ": expected contiguous gradients of q's shape");
+}
+
+void block_attention_forward_simple_cuda(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                         const Tensor& keep, int64_t block, int64_t stride, double p, uint64_t seed,
+                                         uint64_t offset) {
+  check_forward_args("block_attention", out, q, k, v, keep, block, stride);
+  context_of(out);
+  if (out.numel() == 0) return;
+  simple_forward(out, q, k, v, keep, geometry_of(q, block, stride), Dropout{p, seed, offset});
+}
+
+void block_attention_backward_simple_cuda(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                                          const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep,
+                                          int64_t block, int64_t stride, double p, uint64_t seed, uint64_t offset) {
+  check_backward_args("block_attention backward", dq, dk, dv, dout, q, k, v, keep, block, stride);
+  context_of(dq);
+  if (dq.numel() == 0) return;
+  simple_backward(dq, dk, dv, dout, q, k, v, keep, geometry_of(q, block, stride), Dropout{p, seed, offset});
+}
+
+// The op's entry points: group-fused kernels for groups that fit, flash
+// kernels for the rest (the backward then recomputes the forward's out and
+// logsumexp first), the simple kernels beyond both.
+void block_attention_forward_cuda(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& keep, int64_t block, int64_t stride, double p, uint64_t seed,
+                                  uint64_t offset) {
+  check_forward_args("block_attention", out, q, k, v, keep, block, stride);
+  DeviceContext& ctx = context_of(out);
+  if (out.numel() == 0) return;
+  const Geometry g = geometry_of(q, block, stride);
+  const Dropout dp{p, seed, offset};
+  if (use_simple_kernels()) return simple_forward(out, q, k, v, keep, g, dp);
+  const GroupPlan plan = plan_group(g, dtype_size(q.dtype()), smem_budget(ctx), false);
+  if (plan.tpc > 0) return group_forward(plan, out, q, k, v, keep, g, dp);
+  if (flash_supported(g, q.dtype(), ctx)) {
+    const Tensor lse = empty({g.tasks() * g.block}, q.dtype(), q.device());
+    return flash_forward(out, lse, q, k, v, keep, g, dp);
+  }
+  simple_forward(out, q, k, v, keep, g, dp);
+}
+
+void block_attention_backward_cuda(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& keep,
+                                   int64_t block, int64_t stride, double p, uint64_t seed, uint64_t offset) {
+  check_backward_args("block_attention backward", dq, dk, dv, dout, q, k, v, keep, block, stride);
+  DeviceContext& ctx = context_of(dq);
+  if (dq.numel() == 0) return;
+  const Geometry g = geometry_of(q, block, stride);
+  const Dropout dp{p, seed, offset};
+  if (use_simple_kernels()) return simple_backward(dq, dk, dv, dout, q, k, v, keep, g, dp);
+  const GroupPlan plan = plan_group(g, dtype_size(q.dtype()), smem_budget(ctx), true);
+  if (plan.tpc > 0) return group_backward(plan, dq, dk, dv, dout, q, k, v, keep, g, dp);
+  if (flash_supported(g, q.dtype(), ctx)) {
+    const Tensor out = empty(q.sizes(), q.dtype(), q.device());
+    const Tensor lse = empty({g.tasks() * g.block}, q.dtype(), q.device());
+    flash_forward(out, lse, q, k, v, keep, g, dp);
+    return flash_backward(dq, dk, dv, dout, q, k, v, out, lse, keep, g, dp);
+  }
+  simple_backward(dq, dk, dv, dout, q, k, v, keep, g, dp);
 }
 
 }  // namespace
 
 DIMIX_REGISTER_KERNEL("block_attention_forward", block_attention_forward_cuda);
 DIMIX_REGISTER_KERNEL("block_attention_backward", block_attention_backward_cuda);
+DIMIX_REGISTER_KERNEL("block_attention_forward_simple", block_attention_forward_simple_cuda);
+DIMIX_REGISTER_KERNEL("block_attention_backward_simple", block_attention_backward_simple_cuda);
 
 }  // namespace dimix::cuda

@@ -171,6 +171,36 @@ cublasHandle_t cublas_handle(DeviceContext& ctx) {
   return s.cublas;
 }
 
+double time_stream_ms(const std::function<void()>& work, int device) {
+  DeviceContext& ctx = context(device);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  DIMIX_CUDA_CHECK(cudaEventCreate(&start));
+  DIMIX_CUDA_CHECK(cudaEventCreate(&stop));
+  float ms = 0;
+  try {
+    DIMIX_CUDA_CHECK(cudaEventRecord(start, ctx.stream));
+    work();
+    context(device);  // work may have made another device current
+    DIMIX_CUDA_CHECK(cudaEventRecord(stop, ctx.stream));
+    DIMIX_CUDA_CHECK(cudaEventSynchronize(stop));
+    DIMIX_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  } catch (...) {
+    (void)cudaEventDestroy(start);
+    (void)cudaEventDestroy(stop);
+    throw;
+  }
+  DIMIX_CUDA_CHECK(cudaEventDestroy(start));
+  DIMIX_CUDA_CHECK(cudaEventDestroy(stop));
+  return ms;
+}
+
+std::string device_name(int device) {
+  if (device < 0 || device >= device_count()) return "";
+  cudaDeviceProp prop{};
+  DIMIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
 void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
 bool allow_tf32() { return g_allow_tf32; }
 

@@ -12,6 +12,9 @@
 // kernel launch, so an asynchronous fault is reported at the launch that
 // caused it (slow; for debugging).
 #pragma once
+#include <functional>
+#include <string>
+
 #include "core/storage.h"
 
 namespace dimix::cuda {
@@ -36,5 +39,13 @@ bool allow_tf32();
 
 // Whether DIMIX_CUDA_SYNC=1 synchronise-after-every-launch is on.
 bool sync_debug();
+
+// For benchmarks: milliseconds between a CUDA event recorded on `device`'s
+// stream before `work` runs and one recorded after it (so only the GPU time
+// of what `work` queued, launch gaps included); waits for the second event.
+// Throws without a GPU.
+double time_stream_ms(const std::function<void()>& work, int device = 0);
+// The device's name ("NVIDIA H100 80GB HBM3"); "" without a GPU.
+std::string device_name(int device = 0);
 
 }  // namespace dimix::cuda

@@ -92,6 +92,7 @@ void Optimizer::step() {
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& g = groups_[gi];
     check_group(g, gi, type_name());
+    if (update_group(gi)) continue;
     for (size_t i = 0; i < g.params.size(); ++i) {
       const Tensor& p = g.params[i];
       Tensor grad = p.grad();
@@ -315,6 +316,13 @@ ParamGroup adam_defaults(const AdamOptions& o) {
   return g;
 }
 AdamOptions as_adam(const AdamWOptions& o) { return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}; }
+// The scalars of step t (the parameter's own step count), as PyTorch forms them.
+AdamStepArgs adam_step_args(const ParamGroup& g, int64_t t, bool decoupled) {
+  const double bias_correction1 = 1.0 - std::pow(g.beta1, static_cast<double>(t));
+  const double bias_correction2 = 1.0 - std::pow(g.beta2, static_cast<double>(t));
+  return AdamStepArgs{g.lr, g.weight_decay, g.beta1, g.beta2, g.eps, g.lr / bias_correction1,
+                      std::sqrt(bias_correction2), decoupled};
+}
 }  // namespace
 
 Adam::Adam(std::vector<ParamGroupSpec> groups, const AdamOptions& o, bool decoupled, const char* op)
@@ -339,11 +347,7 @@ void Adam::update(const ParamGroup& g, const Tensor& p, const Tensor& grad, Para
   Tensor& v = state.buffers["exp_avg_sq"];
   if (!m.defined()) m = zeros(p.sizes(), p.dtype(), p.device());
   if (!v.defined()) v = zeros(p.sizes(), p.dtype(), p.device());
-  const int64_t t = ++state.step;
-  const double bias_correction1 = 1.0 - std::pow(g.beta1, static_cast<double>(t));
-  const double bias_correction2 = 1.0 - std::pow(g.beta2, static_cast<double>(t));
-  const AdamStepArgs a{g.lr, g.weight_decay, g.beta1, g.beta2, g.eps, g.lr / bias_correction1,
-                       std::sqrt(bias_correction2), decoupled_};
+  const AdamStepArgs a = adam_step_args(g, ++state.step, decoupled_);
   if (p.device().is_cuda()) {
     // Fused CUDA update, written in cuda/ (same arithmetic as the loop below).
     cuda_kernel<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&)>(
@@ -381,6 +385,52 @@ void Adam::update(const ParamGroup& g, const Tensor& p, const Tensor& grad, Para
       }
     });
   });
+}
+
+// CUDA: every parameter of the group that has a gradient is updated by one
+// "multi_tensor_adam" launch (cuda/optim.cu), the same arithmetic as
+// "adam_step" per parameter. Groups with a CPU parameter, mixed dtypes or
+// devices, or nothing to update go the per-parameter way.
+bool Adam::update_group(size_t gi) {
+  const ParamGroup& g = groups_[gi];
+  std::vector<size_t> with_grad;
+  for (size_t i = 0; i < g.params.size(); ++i)
+    if (g.params[i].grad().defined()) with_grad.push_back(i);
+  if (with_grad.empty() || !has_kernel("multi_tensor_adam")) return false;
+  const Tensor& first = g.params[with_grad[0]];
+  for (size_t i : with_grad)
+    if (!g.params[i].device().is_cuda() || g.params[i].device() != first.device() ||
+        g.params[i].dtype() != first.dtype())
+      return false;
+  const std::string op = type_name() + ".step";
+  std::vector<Tensor> ps, gs, ms, vs;
+  for (size_t i : with_grad) {  // every check before any state changes
+    const Tensor& p = g.params[i];
+    const Tensor grad = p.grad();
+    DIMIX_CHECK(grad.sizes() == p.sizes() && grad.dtype() == p.dtype() && grad.device() == p.device(), op,
+                ": gradient of ", param_label(g, gi, i), " is ", dtype_name(grad.dtype()), " ", grad.shape_str(),
+                " on ", grad.device().str(), ", expected ", dtype_name(p.dtype()), " ", p.shape_str(), " on ",
+                p.device().str());
+    DIMIX_CHECK(p.is_contiguous(), op, ": ", param_label(g, gi, i), " is not contiguous");
+    ps.push_back(p);
+    gs.push_back(grad.contiguous_raw());
+  }
+  std::vector<AdamStepArgs> args;
+  for (size_t i : with_grad) {
+    const Tensor& p = g.params[i];
+    ParamState& state = state_[gi][i];
+    Tensor& m = state.buffers["exp_avg"];
+    Tensor& v = state.buffers["exp_avg_sq"];
+    if (!m.defined()) m = zeros(p.sizes(), p.dtype(), p.device());
+    if (!v.defined()) v = zeros(p.sizes(), p.dtype(), p.device());
+    ms.push_back(m);
+    vs.push_back(v);
+    args.push_back(adam_step_args(g, ++state.step, decoupled_));
+  }
+  cuda_kernel<void(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                   const std::vector<Tensor>&, const std::vector<AdamStepArgs>&)>("multi_tensor_adam")(ps, gs, ms, vs,
+                                                                                               args);
+  return true;
 }
 
 // ---- helpers -------------------------------------------------------------------

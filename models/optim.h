@@ -99,6 +99,9 @@ class Optimizer {
             const char* op);
   // Updates one parameter in place. `grad` is contiguous, of p's shape and dtype.
   virtual void update(const ParamGroup& group, const Tensor& p, const Tensor& grad, ParamState& state) = 0;
+  // Updates a whole group at once (Adam/AdamW on CUDA: one multi-tensor
+  // launch); false leaves the group to update() per parameter.
+  virtual bool update_group(size_t group_index) { return false; }
   // Buffer names this optimizer keeps per parameter (for load_state_dict checks).
   virtual std::vector<std::string> buffer_names() const = 0;
   static void check_group(const ParamGroup& g, size_t index, const std::string& op);
@@ -166,6 +169,7 @@ class Adam : public Optimizer {
  protected:
   Adam(std::vector<ParamGroupSpec> groups, const AdamOptions& options, bool decoupled, const char* op);
   void update(const ParamGroup& group, const Tensor& p, const Tensor& grad, ParamState& state) override;
+  bool update_group(size_t group_index) override;
   std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
 
  private:
@@ -179,7 +183,8 @@ class AdamW : public Adam {
 };
 
 // Scalars of one fused update, as the CUDA kernels receive them (registered in
-// cuda/ as "sgd_step", "adam_step" and "adamw_step"; see optim.cpp).
+// cuda/ as "sgd_step", "adam_step" and "adamw_step", and "multi_tensor_adam",
+// which takes one AdamStepArgs per parameter; see optim.cpp).
 struct SgdStepArgs {
   double lr, weight_decay, momentum, dampening;
   bool nesterov;

@@ -9,15 +9,26 @@
 #    [cuda] tests' own output (their skips say "SKIPPED" if no GPU is seen);
 # 3. trains a Table III butterfly ViT (vit-p4-l4-butterfly) for a short run
 #    on synthetic CIFAR-shaped data, once on the GPU and once on the CPU, from
-#    the same seed, and prints both loss curves side by side.
-# Outputs (at most 8 small files: build, ctest and CUDA-test logs, both runs'
-# logs and metrics, the side-by-side table) go to $OUT when it is set, else to
-# gpu_check_out/; run directories (checkpoints) stay under the build dir.
+#    the same seed, and prints both loss curves side by side;
+# 4. benchmarks: apps/bench_gpu (kernels vs their simple oracles and floors,
+#    AdamW, the Table II / III networks' training steps and peak memory) and,
+#    when PyTorch with CUDA is importable, scripts/bench_torch_gpu.py (the
+#    same networks and kernels in PyTorch, eager and SDPA); one table with the
+#    ratios and the paper's patch-1 ViT figures (scripts/gpu_bench_table.py).
+# Outputs (at most 12 small files: build, ctest and CUDA-test logs, both runs'
+# logs and metrics, the side-by-side table, both benchmarks' logs and JSON,
+# the benchmark table) go to $OUT when it is set, else to gpu_check_out/; run
+# directories (checkpoints) stay under the build dir.
 #
 # Environment knobs: JOBS (16), STEPS (50), BATCH (64), MODEL
 # (vit-p4-l4-butterfly), BUILD_DIR (build-gpu), CUDA_ARCHS (80;90),
 # DIMIX_CUDA_SYNC=1 to synchronise after every kernel (locates async faults),
-# SKIP_BUILD=1 / SKIP_TESTS=1 to reuse an existing build / skip ctest.
+# DIMIX_CUDA_SIMPLE=1 to run the part-1 simple kernels instead of the fused
+# ones (tells a fused-kernel bug from anything else),
+# SKIP_BUILD=1 / SKIP_TESTS=1 / SKIP_BENCH=1 to reuse an existing build / skip
+# ctest / skip the benchmarks, BENCH_ARGS (extra bench_gpu flags, e.g.
+# "--quick --batches 32"), TORCH_ARGS (extra bench_torch_gpu.py flags),
+# PYTHON (python3).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -123,6 +134,35 @@ for s in sorted(set(gpu) | set(cpu)):
     print(f"{s:5d} {fmt(g)} {fmt(c)} {d:10.2e}")
 print(f"max |cuda - cpu| over {len(set(gpu) & set(cpu))} common steps: {worst:.3e}")
 EOF
+fi
+
+# ---- 4. benchmarks: dimix vs its oracles, floors and PyTorch -------------------------------
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  PYTHON="${PYTHON:-python3}"
+  say "benchmark: bench_gpu (kernels, AdamW, networks)"
+  if [ ! -x "$BUILD_DIR/bench_gpu" ]; then
+    echo "SKIPPED: $BUILD_DIR/bench_gpu was not built"
+  else
+    # shellcheck disable=SC2086
+    "$BUILD_DIR/bench_gpu" --json "$OUT_DIR/bench_gpu.json" ${BENCH_ARGS:-} >"$OUT_DIR/bench_gpu.log" 2>&1
+    rc=$?
+    cat "$OUT_DIR/bench_gpu.log"
+    [ $rc -eq 0 ] || { echo "FAILED: bench_gpu (exit $rc)"; status=1; }
+    say "benchmark: PyTorch peer (scripts/bench_torch_gpu.py)"
+    torch_json=""
+    if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+      # shellcheck disable=SC2086
+      "$PYTHON" "$ROOT/scripts/bench_torch_gpu.py" --json "$OUT_DIR/bench_torch_gpu.json" ${TORCH_ARGS:-} \
+        >"$OUT_DIR/bench_torch_gpu.log" 2>&1 && torch_json="$OUT_DIR/bench_torch_gpu.json"
+      tail -40 "$OUT_DIR/bench_torch_gpu.log"
+    else
+      echo "SKIPPED: no PyTorch with CUDA for $PYTHON (pip install torch, or set PYTHON); dimix figures only"
+    fi
+    if [ -s "$OUT_DIR/bench_gpu.json" ]; then
+      say "benchmark table: dimix vs its oracles, the floors and PyTorch (ratios > 1: dimix faster)"
+      "$PYTHON" "$ROOT/scripts/gpu_bench_table.py" "$OUT_DIR/bench_gpu.json" $torch_json | tee "$OUT_DIR/bench_table.txt"
+    fi
+  fi
 fi
 
 say "done: outputs in $OUT_DIR"
