@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "models/init.h"
 #include "models/monarch.h"
@@ -182,32 +183,25 @@ bool register_all() {
   // Table V: the two MLP-Mixer baselines and Patch-Only, 7 and 10 layers.
   for (int64_t layers : {7, 10}) {
     const std::string L = "-l" + std::to_string(layers);
-    add("mixer0" + L, "Table V MLP-Mixer c1: resize 36, 81 tokens, 144 channels, ratio 2",
-        [layers](const NetworkInput& in, const std::string& m) {
-          MlpMixerConfig c;
-          c.channels = in.channels;
-          c.image = in.image;
-          c.classes = in.classes;
-          c.resize = 36;
-          c.hidden_expansion = 3.0;
-          c.layers = layers;
-          c.mlp_expansion = 2.0;
-          c.token_mixer = c.channel_mixer = or_default(m, "dense-mlp");
-          return std::make_shared<MlpMixer>(c);
-        });
-    add("mixer1" + L, "Table V MLP-Mixer c2: 32x32, 64 tokens, 153 channels, ratio 2",
-        [layers](const NetworkInput& in, const std::string& m) {
-          MlpMixerConfig c;
-          c.channels = in.channels;
-          c.image = in.image;
-          c.classes = in.classes;
-          c.resize = 32;
-          c.hidden_expansion = 3.2;
-          c.layers = layers;
-          c.mlp_expansion = 2.0;
-          c.token_mixer = c.channel_mixer = or_default(m, "dense-mlp");
-          return std::make_shared<MlpMixer>(c);
-        });
+    // c1 and c2 differ only in input size and channel expansion.
+    for (const auto& [name, resize, expansion, what] :
+         std::vector<std::tuple<std::string, int64_t, double, std::string>>{
+             {"mixer0", 36, 3.0, "c1: resize 36, 81 tokens, 144 channels"},
+             {"mixer1", 32, 3.2, "c2: 32x32, 64 tokens, 153 channels"}}) {
+      add(name + L, "Table V MLP-Mixer " + what + ", ratio 2",
+          [layers, resize = resize, expansion = expansion](const NetworkInput& in, const std::string& m) {
+            MlpMixerConfig c;
+            c.channels = in.channels;
+            c.image = in.image;
+            c.classes = in.classes;
+            c.resize = resize;
+            c.hidden_expansion = expansion;
+            c.layers = layers;
+            c.mlp_expansion = 2.0;
+            c.token_mixer = c.channel_mixer = or_default(m, "dense-mlp");
+            return std::make_shared<MlpMixer>(c);
+          });
+    }
     add("patch-only" + L, "Table V Patch-Only MLP-Mixer: resize 35, patch MLPs at 5 and 7",
         [layers](const NetworkInput& in, const std::string& m) {
           DIMIX_CHECK(m.empty(), "patch-only: has no replaceable mixer (got --mixer ", m, ")");
