@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/tiny_mixer.h"
 #include "apps/app_common.h"
 #include "apps/train_common.h"
 #include "data/image_dataset.h"
@@ -33,17 +34,8 @@ app::TrainTask make_task(uint64_t seed, uint64_t init_seed = 0) {
   so.stream = 1;
   auto test_set = std::make_shared<SyntheticImageDataset>(so);
   init::seed(init_seed ? init_seed : seed);
-  MlpMixerConfig c;
-  c.channels = 1;
-  c.image = 8;
-  c.patch = 2;
-  c.hidden = 8;
-  c.layers = 2;
-  c.classes = 3;
-  c.mlp_expansion = 2;
-  c.token_mixer = c.channel_mixer = "butterfly-mlp";
   app::TrainTask t;
-  t.model = std::make_shared<MlpMixer>(c);
+  t.model = testing::tiny_mixer();
   auto tf = std::make_shared<Compose>();
   tf->add<ToFloat>();
   DataLoaderOptions o;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/tiny_mixer.h"
 #include "apps/train_common.h"
 #include "data/image_dataset.h"
 #include "data/transforms.h"
@@ -66,17 +67,8 @@ inline app::TrainTask make_task(int rank, int world, int micro_batches, int64_t 
   so.stream = 1;
   auto test_set = std::make_shared<SyntheticImageDataset>(so);
   init::seed(3);
-  MlpMixerConfig c;
-  c.channels = 1;
-  c.image = 8;
-  c.patch = 2;
-  c.hidden = 8;
-  c.layers = 2;
-  c.classes = 3;
-  c.mlp_expansion = 2;
-  c.token_mixer = c.channel_mixer = "butterfly-mlp";
   app::TrainTask t;
-  t.model = std::make_shared<MlpMixer>(c);
+  t.model = testing::tiny_mixer();
   auto tf = std::make_shared<Compose>();
   tf->add<ToFloat>();
   DataLoaderOptions o;
