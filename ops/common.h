@@ -36,10 +36,4 @@ inline void check_dim(const char* op, const Tensor& x, int64_t ndim, const char*
 // Strides of `t` seen as shape `target` (broadcast dims get stride 0).
 Shape broadcast_strides(const Tensor& t, const Shape& target);
 
-// The CPU buffer of a contiguous tensor, typed.
-template <class T>
-inline const T* cdata(const Tensor& t) { return t.data<T>(); }
-template <class T>
-inline T* mdata(const Tensor& t) { return t.data<T>(); }
-
 }  // namespace dimix
