@@ -11,8 +11,6 @@
 #include "core/strided.h"
 #include "core/kernel_table.h"
 
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
-
 namespace dimix {
 
 // ---- small helpers of error.h / dtype.h / device.h / shape.h ---------------------
@@ -88,23 +86,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
-// ---- parallel / rng globals ------------------------------------------------------
-int get_num_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-void set_num_threads(int n) {
-  DIMIX_CHECK(n >= 1, "set_num_threads: expected at least 1 thread, got ", n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
-}
-
+// ---- rng globals ------------------------------------------------------
 Generator& default_generator() {
   static Generator g(0);
   return g;

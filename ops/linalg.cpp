@@ -12,19 +12,62 @@
 
 namespace dimix {
 
+namespace {
+
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+              lda, B, ldb, beta, C, ldc);
+}
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+               const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+              lda, B, ldb, beta, C, ldc);
+}
+
+// Products of at least this many multiply-adds are cut over the threads (BLAS
+// runs one thread per call, core/parallel.h); a smaller one takes ~15 us on
+// one core, not worth a fork/join.
+constexpr int64_t kParallelGemmMacs = int64_t(1) << 20;
+
+// The longer of C's two dims is cut into one slice per thread, in multiples
+// of 16 so that BLAS's register tiles stay whole; each slice is an ordinary
+// GEMM on offset pointers (A's rows or B's columns, wherever op() puts them).
+template <class T>
+void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+               int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const int64_t threads = get_num_threads();
+  if (threads == 1 || in_parallel_region() || M * N * K < kParallelGemmMacs || std::max(M, N) < 32) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool by_rows = M >= N;
+  const int64_t len = by_rows ? M : N;
+  const int64_t per = ((len + threads - 1) / threads + 15) / 16 * 16;
+  const int64_t slices = (len + per - 1) / per;
+  parallel_for(0, slices, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t lo = s * per, n = std::min(len, lo + per) - lo;
+      if (by_rows)
+        blas_gemm(ta, tb, n, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+      else
+        blas_gemm(ta, tb, M, n, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    }
+  });
+}
+
+}  // namespace
+
 template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-              lda, B, ldb, beta, C, ldc);
+  gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 template <>
 void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
                   const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
-              lda, B, ldb, beta, C, ldc);
+  gemm_impl(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 namespace {
@@ -61,8 +104,8 @@ void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b, bool ta, bool 
     gemm<T>(ta != va.trans, tb != vb.trans, M, N, K, T(1), pa + i * sa, va.ld, pb + i * sb, vb.ld, T(0),
             po + i * M * N, N);
   };
-  // Small products: one per thread (BLAS runs single-threaded inside our
-  // region); big ones: BLAS threads each product.
+  // Small products: one per thread (gemm runs on one thread inside a
+  // region); big ones: gemm spreads each product over the threads.
   if (B > 1 && M * N * K < (int64_t(1) << 21)) {
     parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; ++i) one(i); });
   } else {
