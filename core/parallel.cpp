@@ -18,6 +18,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -76,10 +77,13 @@ void single_threaded_blas() {
 // Spinning pays only when no other thread wants our cores: with one busy
 // process on a 2-core machine, spinning workers made a step 3-6x slower. The
 // kernel's count of runnable threads (/proc/loadavg, 4th field) is read at
-// most every 5 ms by whichever pool starts a job; our own awake workers and
-// the reader are subtracted from it.
+// most every 5 ms by whichever pool starts a job; the reader and our own
+// awake workers are subtracted from it. A kernel thread is runnable now and
+// then on an idle machine, so the pools spin while at most one of the last
+// four readings saw another thread.
 std::atomic<int> g_awake_workers{0};
 std::atomic<int64_t> g_next_check_ns{0};
+std::atomic<unsigned> g_busy_history{0};  // bit i: reading i ago saw others
 std::atomic<bool> g_spin_ok{false};
 
 int64_t spin_ns() {
@@ -109,7 +113,10 @@ void refresh_spin_gate(int pool_threads) {
   static const int cores = affinity_cores();
   const int running = runnable_threads();
   const int others = running - 1 - g_awake_workers.load(std::memory_order_relaxed);
-  g_spin_ok.store(running >= 0 && others + pool_threads <= cores, std::memory_order_relaxed);
+  const bool busy = running < 0 || others + pool_threads > cores;
+  const unsigned history = ((g_busy_history.load(std::memory_order_relaxed) << 1) | (busy ? 1u : 0u)) & 0xfu;
+  g_busy_history.store(history, std::memory_order_relaxed);
+  g_spin_ok.store(running >= 0 && std::popcount(history) <= 1, std::memory_order_relaxed);
 }
 
 bool may_spin() { return spin_ns() > 0 && g_spin_ok.load(std::memory_order_relaxed); }

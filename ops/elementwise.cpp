@@ -173,6 +173,54 @@ void unary_backward_cpu(UnaryOp op, const Tensor& gin, const Tensor& g, const Te
   }
 }
 
+const char* unary_name(UnaryOp op);
+
+// Ops whose derivative costs as much as the op itself (GELU: an erf and an
+// exp of x): on the CPU the forward writes f'(x) beside f(x) while the
+// shared parts are in registers, and saves f'(x) in place of x, so the
+// backward is one multiply and the saved memory is unchanged.
+bool derivative_in_forward(UnaryOp op) { return op == UnaryOp::gelu_erf || op == UnaryOp::gelu_tanh; }
+
+template <class T, class F>
+void unary_with_derivative_loop(const Tensor& out, const Tensor& deriv, const Tensor& x, F f) {
+  T* po = out.data<T>();
+  T* pd = deriv.data<T>();
+  const T* px = x.data<T>();
+  strided_apply<3>(out.sizes(), {&out.strides(), &deriv.strides(), &x.strides()},
+                   [&](const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& st, int64_t n) {
+                     T* o = po + off[0];
+                     T* d = pd + off[1];
+                     const T* v = px + off[2];
+                     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+                       for (int64_t i = 0; i < n; ++i) o[i] = f(v[i], d[i]);
+                     } else {
+                       for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f(v[i * st[2]], d[i * st[1]]);
+                     }
+                   });
+}
+
+// out = f(x), deriv = f'(x), for the ops of derivative_in_forward.
+template <class T>
+void unary_with_derivative_cpu(UnaryOp op, const Tensor& out, const Tensor& deriv, const Tensor& x) {
+  switch (op) {
+    case UnaryOp::gelu_erf:
+      // f = x Phi(x); f' = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+      return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) {
+        T gauss;
+        const T cdf = T(0.5) * (T(1) + erf_gauss_vec(v * T(kSqrt1_2), gauss));
+        d = cdf + v * T(kInvSqrt2Pi) * gauss;
+        return v * cdf;
+      });
+    case UnaryOp::gelu_tanh:
+      return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) {
+        const T t = tanh_vec(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));
+        d = T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * v * v);
+        return T(0.5) * v * (T(1) + t);
+      });
+    default: DIMIX_FAIL(unary_name(op), ": no fused derivative");
+  }
+}
+
 const char* unary_name(UnaryOp op) {
   static const char* names[] = {"neg", "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "elu",
                                 "gelu", "gelu", "pow", "add", "mul", "rsub", "square", "sin", "cos"};
@@ -236,6 +284,16 @@ Tensor unary_backward_raw(UnaryOp op, const Tensor& g, const Tensor& x, const Te
 namespace {
 
 Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0) {
+  if (derivative_in_forward(op) && x.device().is_cpu() && needs_grad({x})) {
+    check_floating(unary_name(op), x);
+    Tensor y = empty(x.sizes(), x.dtype(), x.device());
+    Tensor deriv = empty(x.sizes(), x.dtype(), x.device());
+    dispatch_float(x.dtype(), unary_name(op), [&]<class T>() { unary_with_derivative_cpu<T>(op, y, deriv, x); });
+    record(y, unary_name(op), {x}, [deriv](const Tensor& g) -> std::vector<Tensor> {
+      return {binary_raw(BinaryOp::mul, g, deriv)};
+    });
+    return y;
+  }
   Tensor y = unary_raw(op, x, alpha);
   if (needs_grad({x})) {
     const bool need_y = backward_needs_output(op);

@@ -45,7 +45,9 @@ inline double exp_vec(double x) { return std::exp(x); }
 // erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7, below f32's
 // resolution of erf's range), branch-free around exp_vec so GELU's erf form
 // vectorises; glibc's scalar erff made GELU most of a mixer's training step.
-inline float erf_vec(float x) {
+// erf_gauss_vec also hands back the exp(-x^2) it computed on the way, which
+// is what the derivative of anything built on erf needs.
+inline float erf_gauss_vec(float x, float& gauss) {
   const float ax = x < 0.0f ? -x : x;
   const float t = 1.0f / (1.0f + 0.3275911f * ax);
   float p = 1.061405429f;
@@ -53,8 +55,17 @@ inline float erf_vec(float x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const float y = 1.0f - p * t * exp_vec(-ax * ax);
+  gauss = exp_vec(-ax * ax);
+  const float y = 1.0f - p * t * gauss;
   return x < 0.0f ? -y : y;
+}
+inline double erf_gauss_vec(double x, double& gauss) {
+  gauss = std::exp(-x * x);
+  return std::erf(x);
+}
+inline float erf_vec(float x) {
+  float gauss;
+  return erf_gauss_vec(x, gauss);
 }
 inline double erf_vec(double x) { return std::erf(x); }
 
