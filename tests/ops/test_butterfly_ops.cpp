@@ -398,6 +398,9 @@ TEST_CASE("block_attention: equals the permute / matmul / softmax / un-permute c
       {1, 12, 1, 3, 12, 1, false, false, 0.5},  // dense with dropout
       {1, 256, 1, 8, 256, 1, true, false, 0.0}, // query tiles (block > 128)
       {1, 384, 2, 4, 192, 2, false, false, 0.1},// query tiles with a ragged last tile, stride 2
+      {2, 64, 2, 16, 8, 8, true, false, 0.1},   // the compile-time row lengths 8, 16, 32 of the
+      {1, 64, 2, 8, 16, 4, false, true, 0.0},   // softmax (the paper's blocks), with mask,
+      {1, 64, 1, 8, 32, 2, true, true, 0.2},    // dropout and fused QKV slices
   };
   for (const AttentionCase& c : cases) {
     INFO("B " << c.B << " S " << c.S << " H " << c.H << " hd " << c.hd << " block " << c.block << " stride "
