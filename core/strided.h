@@ -50,6 +50,10 @@ StridedLayout<N> collapse_layout(const Shape& sizes, const std::array<const Shap
 }
 
 // fn(const std::array<int64_t,N>& base_offsets, const std::array<int64_t,N>& inner_strides, int64_t inner_len)
+// is called on disjoint runs of the collapsed innermost dim that together
+// cover every element once (elementwise work only: a run may be part of a
+// row). Rows are cut into pieces of kPiece elements, so a contiguous tensor,
+// which collapses to a single row, is spread over the threads too.
 template <size_t N, class F>
 void strided_apply(const Shape& sizes, const std::array<const Shape*, N>& strides, F&& fn,
                    int64_t grain_elems = 32768) {
@@ -61,9 +65,14 @@ void strided_apply(const Shape& sizes, const std::array<const Shape*, N>& stride
   for (size_t k = 0; k < N; ++k) inner_strides[k] = L.strides[k][nd - 1];
   int64_t outer = 1;
   for (int64_t d = 0; d < nd - 1; ++d) outer *= L.sizes[d];
-  const int64_t grain_rows = std::max<int64_t>(1, grain_elems / std::max<int64_t>(inner, 1));
-  parallel_for(0, outer, grain_rows, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
+  constexpr int64_t kPiece = 4096;  // a multiple of every vector width
+  const int64_t pieces_per_row = (inner + kPiece - 1) / kPiece;
+  const int64_t piece_len = std::min(inner, kPiece);
+  const int64_t grain_pieces = std::max<int64_t>(1, grain_elems / piece_len);
+  parallel_for(0, outer * pieces_per_row, grain_pieces, [&](int64_t b, int64_t e) {
+    for (int64_t item = b; item < e;) {
+      const int64_t r = item / pieces_per_row, p0 = item % pieces_per_row;
+      const int64_t p1 = std::min(pieces_per_row, p0 + (e - item));  // pieces of row r in this chunk
       std::array<int64_t, N> off{};
       int64_t rem = r;
       for (int64_t d = nd - 2; d >= 0; --d) {
@@ -71,7 +80,10 @@ void strided_apply(const Shape& sizes, const std::array<const Shape*, N>& stride
         rem /= L.sizes[d];
         for (size_t k = 0; k < N; ++k) off[k] += i * L.strides[k][d];
       }
-      fn(off, inner_strides, inner);
+      const int64_t first = p0 * kPiece, last = std::min(inner, p1 * kPiece);
+      for (size_t k = 0; k < N; ++k) off[k] += first * inner_strides[k];
+      fn(off, inner_strides, last - first);
+      item += p1 - p0;
     }
   });
 }
