@@ -30,8 +30,6 @@
 
 #include "core/error.h"
 
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
-
 namespace dimix {
 namespace {
 
@@ -63,14 +61,6 @@ int default_threads() {
 }
 
 std::atomic<int> g_threads{0};  // 0 until first asked
-
-// BLAS runs one thread per call: gemm<T> spreads big products over this pool.
-void single_threaded_blas() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (openblas_set_num_threads) openblas_set_num_threads(1);
-  });
-}
 
 // ---- when to spin -------------------------------------------------------------------
 
@@ -255,7 +245,6 @@ Pool& pool_for_this_thread(int threads) {
 int get_num_threads() {
   int n = g_threads.load(std::memory_order_relaxed);
   if (n == 0) {
-    single_threaded_blas();
     int expected = 0;
     g_threads.compare_exchange_strong(expected, default_threads());
     n = g_threads.load(std::memory_order_relaxed);
@@ -265,7 +254,6 @@ int get_num_threads() {
 
 void set_num_threads(int n) {
   DIMIX_CHECK(n >= 1, "set_num_threads: expected at least 1 thread, got ", n);
-  single_threaded_blas();
   g_threads.store(n, std::memory_order_relaxed);
 }
 

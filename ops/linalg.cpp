@@ -14,13 +14,28 @@ namespace dimix {
 
 namespace {
 
+// BLAS runs one thread per call; gemm_impl cuts big products over our pool.
+// OpenBLAS's OpenMP build re-reads the calling thread's omp_get_max_threads()
+// on every call and, when it differs, takes that many threads again, so each
+// thread that calls BLAS says 1 for itself (openblas_set_num_threads sets the
+// caller's OpenMP thread count too) before its first call.
+void single_threaded_blas() {
+  thread_local const bool done = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
+
 void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  single_threaded_blas();
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
               lda, B, ldb, beta, C, ldc);
 }
 void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
                const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  single_threaded_blas();
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
               lda, B, ldb, beta, C, ldc);
 }
