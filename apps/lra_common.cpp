@@ -1,4 +1,5 @@
-// train_lra's defaults and curriculum initialisation (see lra_common.h).
+// train_lra's defaults, curriculum initialisation and loader options (see
+// lra_common.h).
 #include "apps/lra_common.h"
 
 #include <cmath>
@@ -65,6 +66,24 @@ bool init_lra_from(LRATransformer& model, const std::string& path) {
               state.size(), " tensors, e.g. '", state.empty() ? std::string() : state.front().first, "')");
   load_module_state(model, state, /*strict=*/false, path);
   return upsampled;
+}
+
+DataLoaderOptions lra_loader_options(int64_t global_batch, bool train, uint64_t seed, int workers, int rank,
+                                     int world_size) {
+  DIMIX_CHECK(world_size >= 1 && 0 <= rank && rank < world_size, "train_lra: rank ", rank, " of ", world_size,
+              " is not a rank of a world");
+  DIMIX_CHECK(global_batch > 0 && global_batch % world_size == 0, "train_lra: --batch-size ", global_batch,
+              " is the global batch, shared by the ", world_size, " ranks: it must be a positive multiple of ",
+              world_size);
+  DataLoaderOptions o;
+  o.batch_size = global_batch / world_size;
+  o.rank = rank;
+  o.world_size = world_size;
+  o.shuffle = train;
+  o.drop_last = train;
+  o.seed = seed;
+  o.num_workers = workers;
+  return o;
 }
 
 }  // namespace dimix::app

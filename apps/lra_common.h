@@ -3,11 +3,13 @@
 // Path-X curriculum's initialisation from a smaller stage, whose learned
 // position table [P, D] is upsampled 2x2 (nearest neighbour) when the new
 // table has 4P rows (get_resized_pos_emb: the square grid of side s becomes
-// 2s, each position copied to its 2x2 block).
+// 2s, each position copied to its 2x2 block). Also the options of its data
+// loaders for a rank of a data-parallel run (apps/data_parallel_common.h).
 #pragma once
 #include <cstdint>
 #include <string>
 
+#include "data/loader.h"
 #include "models/networks.h"
 
 namespace dimix::app {
@@ -32,5 +34,15 @@ Tensor upsample_position_table(const Tensor& table);
 // upsampled first; any other shape mismatch is an Error naming the file.
 // Returns true when the position table was upsampled.
 bool init_lra_from(LRATransformer& model, const std::string& path);
+
+// The options of train_lra's loaders on `rank` of `world_size` ranks:
+// shuffled, drop_last and seeded for training, in file order otherwise. Every
+// loader, evaluation included, has the global batch `global_batch` (each
+// rank reading global_batch / world_size of it), so --eval-batches counts
+// the same validation examples at any world size, and W ranks see the
+// shards of one process with W micro-batches. Error unless world_size
+// divides global_batch.
+DataLoaderOptions lra_loader_options(int64_t global_batch, bool train, uint64_t seed, int workers, int rank,
+                                     int world_size);
 
 }  // namespace dimix::app

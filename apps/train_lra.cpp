@@ -9,6 +9,7 @@
 //   train_lra --task pathfinder64 --attention butterfly --init-from runs/pf32/best.safetensors
 //   train_lra --out runs/lra-listops-dense --resume
 //   train_lra --task listops --out runs/x --eval-only --split test
+//   mpirun -np 2 train_lra --task listops --batch-size 32 --zero1   (data parallel; see the README)
 //
 // Defaults per task (PAPERS.md 1.6 table; Nystromformer's lra_config.py):
 // AdamW(0.9, 0.999, eps 1e-6), weight decay 0, lr 1e-4, OneCycle with linear
@@ -17,6 +18,11 @@
 // quirk). With --steps but no --warmup, the warm-up keeps its ratio to the
 // default steps. pathfinder64 / pathfinder128 (Path-X) follow the curriculum
 // stages: batch 64, warm-up 500, radix = image width.
+//
+// Data parallel as train_image (apps/data_parallel_common.h): --batch-size is
+// the global batch, each rank reads its part of every batch (validation and
+// test included), only rank 0 prints and writes files; checkpoints resume at
+// any world size that divides the batch.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -26,6 +32,7 @@
 #include <sstream>
 
 #include "apps/app_common.h"
+#include "apps/data_parallel_common.h"
 #include "apps/lra_common.h"
 #include "apps/train_common.h"
 #include "core/kernel_table.h"
@@ -107,7 +114,7 @@ void append_metrics(const std::string& path, const std::string& line) {
 int main(int argc, char** argv) {
   app::configure_threads(argv);
   std::cout << std::unitbuf;  // progress lines reach a log file as they happen
-  return app::run_main([&] {
+  return app::run_distributed_main([&](std::shared_ptr<dist::Communicator> comm) {
     app::Flags f("train_lra", "Trains the LRA transformer (dense or butterfly attention) on a Long Range Arena task.");
     f.add("task", "listops", "listops | text | retrieval | image | pathfinder32 | pathfinder64 | pathfinder128 (pathx)");
     f.add("attention", "dense", "dense | butterfly (or another lra-<task>-<name> network, e.g. sparsifiner)");
@@ -118,7 +125,7 @@ int main(int argc, char** argv) {
     f.add("generate-count", "20000", "Pathfinder images made by --generate");
     f.add("generate-contour", "14", "Pathfinder contour length made by --generate (6, 9, 14)");
     f.add("steps", "0", "optimizer steps (0: the task's)");
-    f.add("batch-size", "0", "examples per step (0: the task's)");
+    f.add("batch-size", "0", "examples per step, over all ranks (each of N ranks takes batch-size / N; 0: the task's)");
     f.add("lr", "1e-4", "peak learning rate");
     f.add("warmup", "-1", "warm-up steps, pct_start = warmup / steps (-1: the task's, scaled to --steps)");
     f.add("schedule", "onecycle-linear", "onecycle-linear | onecycle | warmup-linear | warmup-cosine | cosine | constant");
@@ -144,34 +151,45 @@ int main(int argc, char** argv) {
     f.add_bool("eval-only", "only evaluate --out's best.safetensors (else checkpoint) on --split");
     f.add("split", "test", "split for --eval-only: train | val | test");
     f.add_bool("quiet", "no progress output");
+    app::add_distributed_flags(f);
     if (!f.parse(argc, argv)) return 0;
 
     const LRATaskInfo info = lra_task_info(f.str("task"));
     const app::LRATaskDefaults d = app::lra_task_defaults(info.name);
     const std::string attention = f.str("attention");
-    const bool verbose = !f.flag("quiet");
-    if (f.integer("threads") > 0) set_num_threads(static_cast<int>(f.integer("threads")));
-    const Device device = Device::parse(f.str("device"));
+    const int64_t batch = f.integer("batch-size") > 0 ? f.integer("batch-size") : d.batch;
+    const app::DistributedSetup ds = app::setup_distributed(f, comm, f.str("device"), batch, "train_lra");
+    const int rank = comm->rank(), world = comm->world_size();
+    const bool leader = rank == 0;
+    const bool verbose = !f.flag("quiet") && leader;  // rank 0 alone prints
+    const Device device = ds.device;
     DIMIX_CHECK(device.is_cpu() || cuda::available(), "train_lra: --device ", f.str("device"),
                 " requested but no CUDA device is available", cuda_built() ? "" : " (built without CUDA)");
     const uint64_t seed = static_cast<uint64_t>(f.integer("seed"));
     const std::string data_dir = f.str("data").empty() ? d.data_dir : f.str("data");
     const std::string out = f.str("out").empty() ? "runs/lra-" + info.name + "-" + attention : f.str("out");
-    const int64_t batch = f.integer("batch-size") > 0 ? f.integer("batch-size") : d.batch;
     const int64_t steps = f.integer("steps") > 0 ? f.integer("steps") : d.steps;
     int64_t warmup = f.integer("warmup");
     if (warmup < 0)  // OneCycle needs a warm-up phase of at least 2 steps
       warmup = f.integer("steps") > 0 ? std::max<int64_t>(2, std::llround(double(d.warmup) * steps / d.steps)) : d.warmup;
     DIMIX_CHECK(warmup < steps, "train_lra: --warmup ", warmup, " must be below --steps ", steps);
 
-    if (f.flag("generate")) generate_if_missing(f, info, data_dir, verbose);
+    const int workers = static_cast<int>(f.integer("workers"));
+    if (f.flag("generate")) {
+      // Rank 0 writes the files; the others wait for it, however long it takes.
+      if (leader) generate_if_missing(f, info, data_dir, verbose);
+      if (world > 1) {
+        const double timeout = comm->timeout();
+        comm->set_timeout(std::max(timeout, 7 * 24 * 3600.0));
+        comm->barrier();
+        comm->set_timeout(timeout);
+      }
+    }
     auto model = build_model(f, info, d, seed);
     const std::string model_name = "lra-" + info.name + "-" + attention;
 
-    DataLoaderOptions eval_opt;
-    eval_opt.batch_size = batch;
-    eval_opt.shuffle = false;
-    eval_opt.num_workers = static_cast<int>(f.integer("workers"));
+    // Every loader takes the global batch, each rank its part of it.
+    const DataLoaderOptions eval_opt = app::lra_loader_options(batch, false, seed, workers, rank, world);
 
     if (f.flag("eval-only")) {
       const std::string split = f.str("split");
@@ -181,8 +199,9 @@ int main(int argc, char** argv) {
       else load_checkpoint(ckpt, *model, nullptr);
       model->to(device);
       DataLoader loader(make_lra_dataset(info.name, data_dir, split), eval_opt);
-      const auto r = app::evaluate(*model, loader, device);
-      std::cout << model_name << " on " << split << ": accuracy " << std::fixed << std::setprecision(2) << 100 * r.accuracy
+      const auto r = app::evaluate(*model, loader, device, 0, comm.get(), ds.micro_batches);
+      if (leader)
+        std::cout << model_name << " on " << split << ": accuracy " << std::fixed << std::setprecision(2) << 100 * r.accuracy
                 << "%  loss " << std::setprecision(4) << r.loss << "  (" << r.examples << " examples, " << ckpt << ")\n";
       return 0;
     }
@@ -197,12 +216,7 @@ int main(int argc, char** argv) {
                   << (upsampled ? " (position table upsampled 2x2)" : "") << "\n";
     }
 
-    DataLoaderOptions train_opt;
-    train_opt.batch_size = batch;
-    train_opt.shuffle = true;
-    train_opt.drop_last = true;
-    train_opt.seed = seed;
-    train_opt.num_workers = static_cast<int>(f.integer("workers"));
+    const DataLoaderOptions train_opt = app::lra_loader_options(batch, true, seed, workers, rank, world);
     app::TrainTask task;
     task.model = model;
     task.train = std::make_shared<DataLoader>(train_set, train_opt);
@@ -231,6 +245,7 @@ int main(int argc, char** argv) {
     c.progress = verbose;
     c.item_name = "seq";
     c.save_best = true;
+    app::apply_distributed(f, ds, c);
 
     if (verbose) {
       std::cout << "dimix train_lra: " << model_name << " (radix " << model->config.radix << ", " << model->config.layers
@@ -238,7 +253,9 @@ int main(int argc, char** argv) {
                 << info.name << " " << train_set->size() << " train / " << val_set->size() << " val / "
                 << test_set->size() << " test, length " << info.lengths.seq_len << "; batch " << batch << ", " << steps
                 << " steps, lr " << c.lr << " " << c.schedule << " (warm-up " << warmup << "); " << device.str() << ", "
-                << get_num_threads() << " threads\n";
+                << get_num_threads() << " threads";
+      const std::string dist_line = app::distributed_summary(ds, c);
+      std::cout << (dist_line.empty() ? "" : ", " + dist_line) << "\n";
     }
     app::install_interrupt_handler();
     const app::TrainResult r = app::train(c, task);
@@ -248,21 +265,22 @@ int main(int argc, char** argv) {
                 << " s/step incl. evaluation)" << std::defaultfloat << "\n";
     if (r.interrupted) return 0;
 
-    // The best validation model, scored on the test split.
+    // The best validation model, scored on the test split. Every rank loads
+    // it (rank 0 wrote it before train's last collective) and scores its part.
     std::string scored = "final";
     if (!r.best_checkpoint.empty()) {
       load_module(*model, r.best_checkpoint);
       scored = "best (step " + std::to_string(r.best_step) + ")";
     }
     DataLoader test_loader(test_set, eval_opt);
-    const app::EvalResult t = app::evaluate(*model, test_loader, device);
+    const app::EvalResult t = app::evaluate(*model, test_loader, device, 0, comm.get(), ds.micro_batches);
     std::ostringstream line;
     line << std::setprecision(8) << "{\"type\":\"test\",\"step\":" << (r.best_step >= 0 ? r.best_step : r.steps)
          << ",\"loss\":" << t.loss << ",\"acc\":" << t.accuracy << ",\"val_acc\":";
     if (r.best_step >= 0) line << r.best_accuracy;
     else line << "null";
     line << "}";
-    append_metrics(r.metrics, line.str());
+    if (leader) append_metrics(r.metrics, line.str());
     if (verbose)
       std::cout << "test accuracy of the " << scored << " model: " << std::fixed << std::setprecision(2) << 100 * t.accuracy
                 << "% (" << (r.best_step >= 0 ? "val " + std::to_string(100 * r.best_accuracy).substr(0, 5) + "%, " : "")

@@ -26,9 +26,16 @@ expect_error "train-images-idx3-ubyte" "$bin/train_image" --dataset fashion-mnis
 expect_error "no checkpoint" "$bin/train_image" --resume --dataset synthetic --out "$(mktemp -d)"
 expect_error "expected 'cpu', 'cuda' or 'cuda:N'" "$bin/train_image" --device tpu --dataset synthetic --out "$(mktemp -d)"
 expect_error "BLOCKxSTRIDE" "$bin/mixing_analyzer" --levels 8-1
+expect_error "unknown flag --nope" "$bin/train_lra" --nope 1
+expect_error "--micro-batches must be at least 1" "$bin/train_lra" --micro-batches 0 --out "$(mktemp -d)"
+expect_error "basic_train.tsv" "$bin/train_lra" --task listops --data /nonexistent --steps 4 --threads 1 --out "$(mktemp -d)"
 help=$("$bin/train_image" --help)
 for flag in model mixer dataset data-root epochs steps batch-size optimizer lr weight-decay schedule seed threads out resume device eval-only; do
   printf '%s' "$help" | grep -qE -- "--$flag( |$)" || { echo "FAIL: --help does not document --$flag"; fail=1; }
+done
+help=$("$bin/train_lra" --help)
+for flag in task data steps batch-size threads out resume device micro-batches zero1 bucket-mb dist-timeout; do
+  printf '%s' "$help" | grep -qE -- "--$flag( |$)" || { echo "FAIL: train_lra --help does not document --$flag"; fail=1; }
 done
 [ $fail -eq 0 ] && echo "all command-line checks passed"
 exit $fail

@@ -2,7 +2,8 @@
 // curriculum's 2x2 position-table upsampling and initialisation from a
 // smaller stage's checkpoint or best model, and the training loop's best-model
 // hook (best.safetensors holds the model of the best evaluation: reloading it
-// reproduces that accuracy) on a tiny ListOps file.
+// reproduces that accuracy) on a tiny ListOps file; the loaders' share of the
+// global batch per rank (the data-parallel runs are in tests/dist).
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -146,4 +147,23 @@ TEST_CASE("train_lra: the best evaluation's model is kept and reproduces its acc
   load_module(fresh, r.best_checkpoint);
   DataLoader again(val_set, eo);
   CHECK(app::evaluate(fresh, again, Device::cpu()).accuracy == Approx(r.best_accuracy));
+}
+
+TEST_CASE("train_lra loaders: the global batch is shared by the ranks, evaluation included", "[apps][lra]") {
+  const DataLoaderOptions t = app::lra_loader_options(32, true, 9, 2, 1, 4);
+  CHECK(t.batch_size == 8);
+  CHECK(t.rank == 1);
+  CHECK(t.world_size == 4);
+  CHECK(t.shuffle);
+  CHECK(t.drop_last);
+  CHECK(t.seed == 9);
+  CHECK(t.num_workers == 2);
+  const DataLoaderOptions e = app::lra_loader_options(32, false, 9, 2, 3, 4);
+  CHECK(e.batch_size == 8);
+  CHECK_FALSE(e.shuffle);
+  CHECK_FALSE(e.drop_last);
+  CHECK(e.rank == 3);
+  CHECK_THROWS_WITH(app::lra_loader_options(30, true, 0, 0, 0, 4),
+                    Contains("--batch-size 30") && Contains("multiple of 4"));
+  CHECK_THROWS_WITH(app::lra_loader_options(32, true, 0, 0, 4, 4), Contains("rank 4 of 4"));
 }
