@@ -448,7 +448,11 @@ StepStats data_parallel_step(Network& model, const Batch& batch, int64_t global_
   for (int k = 0; k < K; ++k) {
     const auto [begin, end] = shard_range(batch.size(), K, k);
     const int64_t s = static_cast<int64_t>(r) * K + k;
-    default_generator().set_state(shard_seed(seed, s), static_cast<uint64_t>(step) << 40);
+    // The shard's own stream, restarted every step; this thread's default
+    // while the shard runs (ranks may be threads of one process).
+    Generator shard_rng;
+    shard_rng.set_state(shard_seed(seed, s), static_cast<uint64_t>(step) << 40);
+    const GeneratorScope scope(shard_rng);
     if (end > begin) {
       const Batch part = K == 1 ? batch : slice_batch(batch, begin, end);
       const Tensor logits = forward_batch(model, part, device);

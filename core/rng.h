@@ -96,8 +96,24 @@ class Generator {
   uint64_t offset_ = 0;
 };
 
-// The process-wide default generator (used when a factory gets none).
+// The generator that factories and ops (dropout) draw from when given none:
+// the calling thread's innermost GeneratorScope, else the process-wide one.
 Generator& default_generator();
-void manual_seed(uint64_t seed);
+void manual_seed(uint64_t seed);  // seeds the process-wide one
+
+// Makes `g` the calling thread's default generator while the scope lives
+// (scopes nest). Data-parallel ranks that are threads of one process each
+// draw their dropout masks from their own shard's stream this way, instead
+// of racing on the process-wide generator.
+class GeneratorScope {
+ public:
+  explicit GeneratorScope(Generator& g);
+  ~GeneratorScope();
+  GeneratorScope(const GeneratorScope&) = delete;
+  GeneratorScope& operator=(const GeneratorScope&) = delete;
+
+ private:
+  Generator* previous_;
+};
 
 }  // namespace dimix

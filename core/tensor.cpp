@@ -87,11 +87,19 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 }
 
 // ---- rng globals ------------------------------------------------------
-Generator& default_generator() {
+namespace {
+Generator& process_generator() {
   static Generator g(0);
   return g;
 }
-void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+thread_local Generator* t_scoped_generator = nullptr;
+}  // namespace
+
+Generator& default_generator() { return t_scoped_generator ? *t_scoped_generator : process_generator(); }
+void manual_seed(uint64_t seed) { process_generator().manual_seed(seed); }
+
+GeneratorScope::GeneratorScope(Generator& g) : previous_(t_scoped_generator) { t_scoped_generator = &g; }
+GeneratorScope::~GeneratorScope() { t_scoped_generator = previous_; }
 
 // ---- Tensor ------------------------------------------------------------------
 int64_t Tensor::size(int64_t d) const { return sizes()[normalize_dim(d, dim(), "size")]; }

@@ -7,10 +7,9 @@
 // retrieval batch is sliced into shards with its second document; a 2-rank
 // ZeRO-1 checkpoint resumes on 1 process to the uninterrupted bits.
 //
-// Dropout is off on the threads backend: its masks come from the
-// process-wide default generator (core/rng.h), which the in-process ranks
-// would share and race on. The "[mpi]" case, one process per rank, trains
-// with every dropout on, so the per-shard random streams are checked there.
+// The ListOps runs train with every dropout on (p = 0.1): each shard draws
+// its masks from its own stream, the thread's default generator for the
+// shard (core/rng.h GeneratorScope), so in-process ranks do not share one.
 //
 // Sizes: global batch G = 8 (4 per rank), 44 training examples (5 batches
 // an epoch with drop_last, so 7 steps cross an epoch end), 13 validation and
@@ -175,11 +174,11 @@ LRARun lra_single(const LRASets& s, const fs::path& dir, int64_t stop_after = 0,
 
 // 2 ranks on threads, each at half the global batch.
 std::vector<LRARun> lra_threads(const LRASets& s, const fs::path& dir, bool zero1, int64_t stop_after = 0,
-                                bool resume = false) {
+                                bool resume = false, double dropout = 0.0) {
   const int world = 2;
   auto comms = dist::thread_group(world);
   std::vector<LRARun> runs(world);
-  for (int r = 0; r < world; ++r) runs[r].task = lra_task(s, r, world);
+  for (int r = 0; r < world; ++r) runs[r].task = lra_task(s, r, world, dropout);
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r) {
     app::TrainConfig c = lra_train_config(dir, comms[r], 1, zero1);
@@ -211,11 +210,11 @@ std::vector<std::string> lra_metric_lines(const fs::path& path) {
 }
 
 // The bit-identity of 2 ranks and 1 process with 2 micro-batches on `s`.
-void check_two_ranks_equal_one(const LRASets& s, const std::string& name) {
+void check_two_ranks_equal_one(const LRASets& s, const std::string& name, double dropout) {
   const fs::path one = temp_dir(name + "_one"), two = temp_dir(name + "_two");
-  const LRARun ref = lra_single(s, one);
+  const LRARun ref = lra_single(s, one, 0, false, dropout);
   REQUIRE(ref.result.steps == 7);
-  const auto runs = lra_threads(s, two, false);
+  const auto runs = lra_threads(s, two, false, 0, false, dropout);
   REQUIRE(runs[0].error == "");
   REQUIRE(runs[1].error == "");
   const auto p = params_of(*ref.task.model);
@@ -297,7 +296,7 @@ TEST_CASE("train_lra data parallel: ListOps on 2 ranks at batch B equals 1 proce
           "[dist][dp][lra]") {
   const fs::path dir = temp_dir("lra_listops_data");
   fs::create_directories(dir);
-  check_two_ranks_equal_one(listops_sets(dir), "lra_listops");
+  check_two_ranks_equal_one(listops_sets(dir), "lra_listops", 0.1);
   fs::remove_all(dir);
 }
 
@@ -305,7 +304,7 @@ TEST_CASE("train_lra data parallel: retrieval (two documents) on 2 ranks equals 
           "[dist][dp][lra]") {
   const fs::path dir = temp_dir("lra_retrieval_data");
   fs::create_directories(dir);
-  check_two_ranks_equal_one(retrieval_sets(dir), "lra_retrieval");
+  check_two_ranks_equal_one(retrieval_sets(dir), "lra_retrieval", 0.0);
   fs::remove_all(dir);
 }
 
