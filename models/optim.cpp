@@ -371,17 +371,27 @@ void Adam::update(const ParamGroup& g, const Tensor& p, const Tensor& grad, Para
     const T bc2_sqrt = static_cast<T>(a.bias_correction2_sqrt), eps = static_cast<T>(a.eps);
     const T neg_step = static_cast<T>(-a.step_size);
     parallel_for(0, p.numel(), kGrain, [&](int64_t b, int64_t e) {
+      // Locals, not the captured references: GCC cannot tell that the
+      // stores to P, M, V leave the captured scalars alone, and then keeps
+      // the loop scalar.
+      T* const Pl = P;
+      T* const Ml = M;
+      T* const Vl = V;
+      const T* const Gl = G;
+      const bool dec = decoupled, l2_ = l2, low = lerp_low;
+      const T shrink_ = shrink, wd_ = wd, w_ = weight, wr_ = weight_rest, b2 = beta2, omb2 = one_minus_beta2;
+      const T bc2 = bc2_sqrt, eps_ = eps, step = neg_step;
       for (int64_t i = b; i < e; ++i) {
-        T pi = P[i];
-        if (decoupled) pi = pi * shrink;
-        T d = G[i];
-        if (l2) d = d + wd * pi;
-        const T mi = lerp_low ? M[i] + weight * (d - M[i]) : d - (d - M[i]) * weight_rest;
-        const T vi = V[i] * beta2 + one_minus_beta2 * d * d;
-        M[i] = mi;
-        V[i] = vi;
-        const T denom = std::sqrt(vi) / bc2_sqrt + eps;
-        P[i] = pi + neg_step * (mi / denom);
+        T pi = Pl[i];
+        if (dec) pi = pi * shrink_;
+        T d = Gl[i];
+        if (l2_) d = d + wd_ * pi;
+        const T mi = low ? Ml[i] + w_ * (d - Ml[i]) : d - (d - Ml[i]) * wr_;
+        const T vi = Vl[i] * b2 + omb2 * d * d;
+        Ml[i] = mi;
+        Vl[i] = vi;
+        const T denom = std::sqrt(vi) / bc2 + eps_;
+        Pl[i] = pi + step * (mi / denom);
       }
     });
   });
