@@ -15,6 +15,7 @@
 // nobody sleeps.
 #include "core/parallel.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -231,13 +232,21 @@ class Pool {
 };
 
 // The calling thread's pool, (re)built at the current thread count.
+thread_local std::unique_ptr<Pool> t_pool;
+
+// A forked child has only the thread that forked: its pool's workers are
+// gone, so the child forgets the pool (leaking it; destroying it would join
+// threads that do not exist) and builds a new one when it needs one.
+void forget_pool_in_child() { (void)t_pool.release(); }
+
 Pool& pool_for_this_thread(int threads) {
-  thread_local std::unique_ptr<Pool> pool;
-  if (!pool || pool->threads() != threads) {
-    pool.reset();
-    pool = std::make_unique<Pool>(threads);
+  static const bool at_fork = (pthread_atfork(nullptr, nullptr, forget_pool_in_child), true);
+  (void)at_fork;
+  if (!t_pool || t_pool->threads() != threads) {
+    t_pool.reset();
+    t_pool = std::make_unique<Pool>(threads);
   }
-  return *pool;
+  return *t_pool;
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 // core/parallel: the thread pool behind parallel_for, and gemm's cut of big
 // products over it (ops/linalg.cpp).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <stdexcept>
@@ -157,4 +160,26 @@ TEST_CASE("gemm cut over threads equals one thread's gemm", "[parallel][gemm]") 
     }
     CHECK(p2[i * c.N + j] == Approx(1.5 * ref + 1.0).margin(1e-4));
   }
+}
+
+TEST_CASE("a forked child builds its own pool instead of waiting on its parent's workers", "[parallel]") {
+  ThreadCount tc(2);
+  std::atomic<int64_t> parent_sum{0};
+  parallel_for(0, 100, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) parent_sum.fetch_add(i);
+  });
+  REQUIRE(parent_sum.load() == 4950);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::atomic<int64_t> sum{0};
+    parallel_for(0, 100, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) sum.fetch_add(i);
+    });
+    _exit(sum.load() == 4950 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
