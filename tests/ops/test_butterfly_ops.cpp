@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "ops/block_attention.h"
 #include "ops/block_linear.h"
@@ -401,6 +402,14 @@ TEST_CASE("block_attention: equals the permute / matmul / softmax / un-permute c
       {2, 64, 2, 16, 8, 8, true, false, 0.1},   // the compile-time row lengths 8, 16, 32 of the
       {1, 64, 2, 8, 16, 4, false, true, 0.0},   // softmax (the paper's blocks), with mask,
       {1, 64, 1, 8, 32, 2, true, true, 0.2},    // dropout and fused QKV slices
+      // The ViTs' 8 heads, which the CPU kernel takes together (one task per
+      // group for all heads side by side in a token row):
+      {2, 256, 8, 8, 16, 16, true, true, 0.1},  // hd 8, 16 groups of 16 at stride 16 (patch 2)
+      {1, 128, 8, 8, 32, 1, false, true, 0.0},  // hd 8, block 32: hd-wide results with lanes over queries
+      {2, 64, 8, 16, 8, 8, true, true, 0.2},    // hd 16, block 8 (patch 4): 8-wide score tiles
+      {2, 64, 8, 16, 64, 1, true, false, 0.1},  // dense 64 at hd 16: the heads split over 4 tasks
+      {1, 48, 6, 5, 4, 3, true, true, 0.3},     // odd hd: a 30-wide head chunk
+      {1, 40, 12, 3, 8, 5, false, true, 0.0},   // 12 heads of 3, 5 groups at stride 5
   };
   for (const AttentionCase& c : cases) {
     INFO("B " << c.B << " S " << c.S << " H " << c.H << " hd " << c.hd << " block " << c.block << " stride "
@@ -437,6 +446,73 @@ TEST_CASE("block_attention: masked keys are ignored, exactly as scores - 1e6", "
   CHECK(max_abs_diff(group, group_nomask) < 1e-9);
   // Any nonzero value keeps: a float mask of 0.5s is the same as no mask.
   CHECK(max_abs_diff(block_attention(q, k, v, 4, 2, full({B, S}, 0.5)), y_nomask) == 0.0);
+  // f32 (its own exponential) also gives masked keys exactly zero weight.
+  const Tensor qf = cast_raw(q, DType::f32), kf = cast_raw(k, DType::f32);
+  CHECK(max_abs_diff(block_attention(qf, kf, cast_raw(v2, DType::f32), 4, 2, mask),
+                     block_attention(qf, kf, cast_raw(v, DType::f32), 4, 2, mask)) == 0.0);
+}
+
+TEST_CASE("block_attention: heads that are not side by side in a token row", "[butterfly]") {
+  // q, k, v slices of a per-head interleaved [B, S, H, 3, hd] tensor: head
+  // stride 3 * hd, so the kernel packs each head's piece of a row separately.
+  for (DType t : {DType::f64, DType::f32}) {
+    INFO((t == DType::f64 ? "f64" : "f32"));
+    Generator gen(31);
+    const int64_t B = 2, S = 32, H = 4, hd = 6, block = 8, stride = 2;
+    const Tensor all = randn({B, S, H, 3, hd}, t, &gen);
+    const Shape& st = all.strides();
+    std::vector<Tensor> qkv;
+    for (int64_t i = 0; i < 3; ++i) {
+      qkv.push_back(all.as_strided({B, S, H, hd}, {st[0], st[1], st[2], st[4]}, all.offset() + i * st[3]));
+      qkv.back().set_requires_grad(true);
+    }
+    std::vector<int64_t> m(B * S);
+    for (size_t i = 0; i < m.size(); ++i) m[i] = i % 3 != 1;
+    const Tensor mask = from_vector<int64_t>(m, {B, S});
+    Generator drop(5);
+    const uint64_t seed = drop.seed(), offset = drop.offset();
+    const Tensor y = block_attention(qkv[0], qkv[1], qkv[2], block, stride, mask, 0.2, &drop);
+    const Tensor y_ref = block_attention_oracle(qkv[0], qkv[1], qkv[2], block, stride, mask, 0.2, seed, offset);
+    const double tol = t == DType::f64 ? 1e-11 : 3e-5;
+    check_close(y, y_ref, tol, "forward");
+    const Tensor weighting = randn(y.sizes(), t, &gen);
+    const auto grads = leaf_grads(y, weighting, qkv), grads_ref = leaf_grads(y_ref, weighting, qkv);
+    for (size_t i = 0; i < 3; ++i) check_close(grads[i], grads_ref[i], tol, std::string("gradient of ") + "qkv"[i]);
+  }
+}
+
+TEST_CASE("block_attention: outputs and gradients are bit-identical across thread counts", "[butterfly]") {
+  // Every (batch, group, heads) task computes the same numbers on any thread
+  // and dK / dV sum query tiles in a fixed order (block 192: three tiles of 64).
+  for (const int64_t block : {int64_t(32), int64_t(192)}) {
+    INFO("block " << block);
+    Generator gen(12);
+    const int64_t B = 2, S = 384, H = 8, hd = 8;
+    const Tensor all = randn({B, S, 3, H, hd}, DType::f32, &gen);
+    std::vector<Tensor> qkv;
+    for (int64_t i = 0; i < 3; ++i) {
+      qkv.push_back(select_view(all, i));
+      qkv.back().set_requires_grad(true);
+    }
+    const Tensor weighting = randn({B, S, H, hd}, DType::f32, &gen);
+    auto run = [&] {
+      Generator drop(9);
+      const Tensor y = block_attention(qkv[0], qkv[1], qkv[2], block, 2, Tensor(), 0.1, &drop);
+      std::vector<std::vector<float>> r{y.to_vector<float>()};
+      for (const Tensor& g : leaf_grads(y, weighting, qkv)) r.push_back(g.to_vector<float>());
+      return r;
+    };
+    const int threads = get_num_threads();
+    const auto a = run();
+    set_num_threads(1);
+    const auto b = run();
+    set_num_threads(threads);
+    const auto c = run();
+    for (size_t i = 0; i < a.size(); ++i) {
+      CHECK(a[i] == b[i]);
+      CHECK(a[i] == c[i]);
+    }
+  }
 }
 
 TEST_CASE("block_attention: dropout is a deterministic Philox mask", "[butterfly]") {
