@@ -11,19 +11,27 @@
 //    Y_k[b_out, inner] = W_k X_k, with X_k's rows g_in*inner apart: a small
 //    GEMM with contiguous rows (tile::small_gemm, or BLAS for big blocks).
 //  inner == 1 (mixing the last dim), rows r:
-//    - g_out == 1: group k's outputs are contiguous, so vector lanes run over
-//      jo (W_k^T rows are the B operand) and x is broadcast from wherever its
-//      group lies (any g_in);
-//    - g_out > 1: a tile of 32 rows is transposed in registers (16 x 16
+//    - g_out == 1 and b_out a (near) multiple of the vector width: group k's
+//      outputs are contiguous, so vector lanes run over jo (W_k^T rows are
+//      the B operand) and x is broadcast from wherever its group lies;
+//    - otherwise a tile of 32 rows is transposed in registers (16 x 16
 //      blocks), each group becomes Y_k^T = W_k X_k^T with lanes over rows and
 //      the weights broadcast from L1, and the result is transposed back.
 //    (Lanes over neighbouring groups s, each with its own weights, were tried
 //    and measured 5x slower: every FMA then needs a full weight vector, where
 //    the broadcast forms need 4 bytes.)
 //  The input gradient is block_linear itself with W_k^T and the strides
-//  swapped; the weight gradient dW_k = sum over rows of dY_k X_k^T is
-//  reduced per chunk of rows into partial sums that are added in a fixed
-//  order (deterministic for a given thread count).
+//  swapped. The weight gradient dW_k = sum over rows of dY_k X_k^T is, for
+//  inner == 1, a small GEMM per group with K running over rows, over
+//  sub-chunks of 32 rows that every group uses while they sit in L1; for
+//  inner > 1, register tiles of dot products along the contiguous inner dim.
+//  Either is reduced per chunk of rows into partial sums that are added in a
+//  fixed order (deterministic for a given thread count).
+//  The inner == 1 weight gradient prefetches its next rows in software: in a
+//  training step x was written long before its gradient is taken and is no
+//  longer in cache, and a group reads only b of each row's n positions, a
+//  pattern the hardware prefetcher does not follow (without it the weight
+//  gradient ran 4x slower in a training step than on cached data).
 //
 // CUDA kernels dispatched to (x3 [outer, n_in, inner] with unit inner stride
 // when inner > 1; y3, dy3 contiguous [outer, n_out, inner]; w [G, b_out, b_in]
@@ -36,7 +44,6 @@
 #include "ops/block_linear.h"
 
 #include <cmath>
-#include <functional>
 
 #include "ops/common.h"
 #include "ops/linalg.h"
@@ -79,11 +86,12 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
   const T* x = x3.data<T>();
   T* y = y3.data<T>();
   const int64_t blk = in.b * out.b;
-  (void)n_in;
   if (y3.numel() == 0) return;
 
   if (inner > 1) {
     // Each (o, k) is Y_k[b_out, inner] = W_k X_k with X_k's rows g_in*sn apart.
+    // (Prefetching the next slice here made cold x 1.5x faster but cached x
+    // 20% slower, and a training step no faster: not done.)
     const int64_t work = std::max<int64_t>(1, blk * inner);
     const int64_t per_task = std::max<int64_t>(1, 65536 / work), pairs = outer * G;
     tile::for_each_task((pairs + per_task - 1) / per_task, [] { return 0; }, [&](int, int64_t task) {
@@ -121,34 +129,41 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
     }
     return;
   }
-  if (out.g == 1) {
-    // Group k's outputs are contiguous: lanes over jo with W_k^T [b_in, b_out]
-    // rows as the B operand, x broadcast from its group's positions (any g_in).
-    // Tiles of 16 rows keep x's and y's rows streaming through L1.
-    std::vector<T> wt(G * blk);
+  // Two layouts, in tiles of RT rows:
+  //  - lanes over jo, when group k's outputs are contiguous (g_out == 1) and
+  //    b_out fills the vectors (>= 85%): W_k^T [b_in, b_out] rows are the B
+  //    operand, x broadcast from its group's positions (any g_in);
+  //  - otherwise lanes over rows: the tile is transposed (xt [n_in, RT]), each
+  //    group is Y_k^T = W_k X_k^T with the weights broadcast from L1, and the
+  //    result is transposed back (for b_out = 11 this beats 11 of 16 lanes).
+  // (Unlike the weight gradient's, these loops read whole rows of x, which
+  // the hardware prefetcher follows: prefetching in software here measured
+  // no faster in a training step.)
+  constexpr int64_t L = kLanes<T>;
+  const bool lanes_jo = out.g == 1 && out.b * 100 >= 85 * ((out.b + L - 1) / L * L);
+  const int64_t RT = lanes_jo ? 16 : 2 * L;
+  std::vector<T> wt;
+  if (lanes_jo) {
+    wt.resize(G * blk);
     for (int64_t k = 0; k < G; ++k)
       for (int64_t jo = 0; jo < out.b; ++jo)
         for (int64_t j = 0; j < in.b; ++j) wt[(k * in.b + j) * out.b + jo] = w[(k * out.b + jo) * in.b + j];
-    constexpr int64_t RT = 16;
-    tile::for_each_task((R + RT - 1) / RT, [] { return 0; }, [&](int, int64_t task) {
-      const int64_t r0 = task * RT, rows = std::min(RT, R - r0);
-      for (int64_t k = 0; k < G; ++k)
-        small_gemm<T>(rows, out.b, in.b, x + r0 * so + in.base(k) * sn, so, in.g * sn, wt.data() + k * blk, out.b,
-                      y + r0 * n_out + out.base(k), n_out, nullptr, bias ? bias + k * out.b : nullptr, false);
-    });
-    return;
   }
-  // Strided outputs: transpose a tile of RT rows (xt [n_in, RT]), so that
-  // every group is a small GEMM with lanes over rows (Y_k^T = W_k X_k^T, the
-  // weights broadcast from L1), and transpose the result back.
-  constexpr int64_t RT = 2 * kLanes<T>;
   struct Tiles {
     std::vector<T> xt, yt;
   };
   tile::for_each_task(
-      (R + RT - 1) / RT, [&] { return Tiles{std::vector<T>(n_in * RT), std::vector<T>(n_out * RT)}; },
+      (R + RT - 1) / RT,
+      [&] { return lanes_jo ? Tiles{} : Tiles{std::vector<T>(n_in * RT), std::vector<T>(n_out * RT)}; },
       [&](Tiles& s, int64_t task) {
         const int64_t r0 = task * RT, rows = std::min(RT, R - r0);
+        if (lanes_jo) {
+          for (int64_t k = 0; k < G; ++k)
+            small_gemm<T>(rows, out.b, in.b, x + r0 * so + in.base(k) * sn, so, in.g * sn, wt.data() + k * blk,
+                          out.b, y + r0 * n_out + out.base(k), n_out, nullptr, bias ? bias + k * out.b : nullptr,
+                          false);
+          return;
+        }
         T* xt = s.xt.data();
         T* yt = s.yt.data();
         if (rows < RT) std::fill(s.xt.begin(), s.xt.end(), T(0));
@@ -171,7 +186,7 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
 // contiguous, x3 any strides (unit inner stride when inner > 1).
 template <class T>
 void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side in, Side out) {
-  const int64_t outer = x3.sizes()[0], inner = x3.sizes()[2];
+  const int64_t outer = x3.sizes()[0], n_in = x3.sizes()[1], inner = x3.sizes()[2];
   const int64_t so = x3.strides()[0], sn = x3.strides()[1];
   const int64_t n_out = G * out.b;
   const int64_t blk = in.b * out.b;
@@ -184,87 +199,54 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
   }
 
   // Partial sums per chunk of rows (up to 4 per thread, handed out as tasks),
-  // added in chunk order at the end.
-  auto reduce_chunks = [&](int64_t chunks, const std::function<void(int64_t, int64_t, int64_t, T*)>& body,
-                           int64_t rows) {
+  // added in chunk order at the end: deterministic for a given thread count.
+  auto reduce_chunks = [&](int64_t rows, int64_t chunks, auto&& body) {
     std::vector<T> partial(static_cast<size_t>(chunks * G * blk), T(0));
     const int64_t per = (rows + chunks - 1) / chunks;
     tile::for_each_task(chunks, [] { return 0; }, [&](int, int64_t c) {
-      body(std::min(rows, c * per), std::min(rows, (c + 1) * per), c, partial.data() + c * G * blk);
+      body(std::min(rows, c * per), std::min(rows, (c + 1) * per), partial.data() + c * G * blk);
     });
     return partial;
   };
 
   if (inner > 1) {
-    constexpr int L = kLanes<T>;
-    constexpr int JO = 4, JJ = 4;
-    const int64_t full = inner / L * L, tail = inner - full;
-    // p[jo][j] += sum_{o, i} dy[o][jo][i] x[o][j][i] for one JO x JJ block.
-    auto dot_block = [&]<int NO, int NJ>(int64_t o0, int64_t o1, const T* dyk, const T* xk, T* p) {
-      using V = tile::Vec<T>;
-      V acc[NO][NJ];
-      for (int a = 0; a < NO; ++a)
-        for (int b = 0; b < NJ; ++b) acc[a][b] = V{};
-      for (int64_t o = o0; o < o1; ++o) {
-        const T* dyo = dyk + o * n_out * inner;
-        const T* xo = xk + o * so;
-        auto step = [&](const T* dp, int64_t d_stride, const T* xp, int64_t x_stride) {
-          V xv[NJ];
-#pragma GCC unroll 4
-          for (int b = 0; b < NJ; ++b) xv[b] = tile::load<T>(xp + b * x_stride);
-#pragma GCC unroll 4
-          for (int a = 0; a < NO; ++a) {
-            const V d = tile::load<T>(dp + a * d_stride);
-#pragma GCC unroll 4
-            for (int b = 0; b < NJ; ++b) acc[a][b] += d * xv[b];
-          }
-        };
-        for (int64_t i = 0; i < full; i += L) step(dyo + i, out.g * inner, xo + i, in.g * sn);
-        if (tail) {
-#if DIMIX_TILE_MASKED
-          V xv[NJ];
-          for (int b = 0; b < NJ; ++b) xv[b] = tile::load_first<T>(xo + b * in.g * sn + full, static_cast<int>(tail));
-          for (int a = 0; a < NO; ++a) {
-            const V d = tile::load_first<T>(dyo + a * out.g * inner + full, static_cast<int>(tail));
-            for (int b = 0; b < NJ; ++b) acc[a][b] += d * xv[b];
-          }
-#else
-          T dpad[NO][L] = {}, xpad[NJ][L] = {};  // zero-padded copies of the ragged end
-          for (int a = 0; a < NO; ++a)
-            for (int64_t i = 0; i < tail; ++i) dpad[a][i] = dyo[a * out.g * inner + full + i];
-          for (int b = 0; b < NJ; ++b)
-            for (int64_t i = 0; i < tail; ++i) xpad[b][i] = xo[b * in.g * sn + full + i];
-          step(&dpad[0][0], L, &xpad[0][0], L);
-#endif
-        }
-      }
-      for (int a = 0; a < NO; ++a)
-        for (int b = 0; b < NJ; ++b) p[a * in.b + b] += tile::hsum<T, L>(acc[a][b]);
-    };
-    auto body = [&](int64_t o0, int64_t o1, int64_t, T* part) {
-      for (int64_t k = 0; k < G; ++k) {
-        const T* dyk = dy + out.base(k) * inner;
-        const T* xk = x + in.base(k) * sn;
-        T* pk = part + k * blk;
-        if (blk >= kBlasBlock) {
+    // dW_k[jo][j] = sum over o, i of dy[o][jo][i] x[o][j][i]: dot products
+    // along the contiguous inner dim, in register tiles of (jo, j), added into
+    // unreduced vectors acc [G, b_out, b_in, lanes] that are reduced across
+    // lanes once per chunk. Slices o go through OS at a time, few enough that
+    // a group's rows stay in L1/L2 while all its tiles read them (48 KiB of
+    // rows measured best: 6 slices at the T2 token level); slices outer
+    // and groups inner read x and dy front to back, once (which the hardware
+    // prefetcher follows), unless acc for all groups would not fit in L2:
+    // then groups go outer, each with its own acc.
+    constexpr int64_t L = kLanes<T>;
+    const int64_t OS = std::max<int64_t>(1, (48 << 10) / std::max<int64_t>(1, (in.b + out.b) * inner * sizeof(T)));
+    const bool slices_outer = G * blk * L * static_cast<int64_t>(sizeof(T)) <= (256 << 10);
+    auto body = [&](int64_t o0, int64_t o1, T* part) {
+      if (blk >= kBlasBlock) {
+        for (int64_t k = 0; k < G; ++k)
           for (int64_t o = o0; o < o1; ++o)
-            gemm<T>(false, true, out.b, in.b, inner, T(1), dyk + o * n_out * inner, out.g * inner, xk + o * so,
-                    in.g * sn, T(1), pk, in.b);
-          continue;
-        }
-        for (int64_t jo = 0; jo < out.b; jo += JO)
-          for (int64_t j = 0; j < in.b; j += JJ)
-            dispatch_count<JO>(std::min<int64_t>(JO, out.b - jo), [&]<int NO>() {
-              dispatch_count<JJ>(std::min<int64_t>(JJ, in.b - j), [&]<int NJ>() {
-                dot_block.template operator()<NO, NJ>(o0, o1, dyk + jo * out.g * inner, xk + j * in.g * sn,
-                                                      pk + jo * in.b + j);
-              });
-            });
+            gemm<T>(false, true, out.b, in.b, inner, T(1), dy + (o * n_out + out.base(k)) * inner, out.g * inner,
+                    x + o * so + in.base(k) * sn, in.g * sn, T(1), part + k * blk, in.b);
+        return;
+      }
+      const int64_t groups_at_once = slices_outer ? G : 1;
+      std::vector<T> acc(groups_at_once * blk * L);
+      for (int64_t k0 = 0; k0 < G; k0 += groups_at_once) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        for (int64_t os = o0; os < o1; os += OS)
+          for (int64_t k = k0; k < k0 + groups_at_once; ++k)
+            tile::dot_block<T, 4, 4, true>(out.b, in.b, std::min(OS, o1 - os), inner,
+                                           dy + (os * n_out + out.base(k)) * inner, n_out * inner, out.g * inner,
+                                           x + os * so + in.base(k) * sn, so, in.g * sn,
+                                           acc.data() + (k - k0) * blk * L, in.b);
+        for (int64_t e = 0; e < groups_at_once * blk; ++e)
+          part[k0 * blk + e] = tile::hsum_tree<T, L>(tile::load<T>(acc.data() + e * L));
       }
     };
     const int64_t chunks =
         chunk_count(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner * in.b)), 4 * nthreads);
-    const auto partial = reduce_chunks(chunks, body, outer);
+    const auto partial = reduce_chunks(outer, chunks, body);
     for (int64_t e = 0; e < G * blk; ++e) {
       T s = 0;
       for (int64_t c = 0; c < chunks; ++c) s += partial[c * G * blk + e];
@@ -273,26 +255,49 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
     return;
   }
 
-  // inner == 1: rows r.
+  // inner == 1: rows r. dW_k += dY_k^T X_k over rows, as small GEMMs whose
+  // vector lanes run over one side's block and whose K loop runs over rows.
+  // Lanes need that side's group positions contiguous: x's when g_in == 1
+  // (and unit element stride), dy's when g_out == 1 (then dW_k^T is
+  // computed). With both, the side that needs fewer FMAs per row takes the
+  // lanes (b = 8 -> 16: 16 lanes over dy beat 8 of 16 lanes over x); with
+  // neither, each row's x is first gathered group-major.
   const int64_t R = outer;
-  const int64_t chunks = chunk_count(R, 64, 4 * nthreads);
-  // dW_k += dY_k^T X_k over rows: lanes over j when X_k's row is contiguous
-  // (g_in == 1), over jo (computing dW_k^T) when dY_k's is (g_out == 1), else
-  // over j of a group-major copy of the chunk's x rows.
-  const bool transposed = !(in.g == 1 && sn == 1) && out.g == 1;
-  auto body = [&](int64_t r0, int64_t r1, int64_t, T* part) {
-    constexpr int64_t RS = 256;
+  constexpr int64_t L = kLanes<T>;
+  auto fmas = [](int64_t lane_b, int64_t bcast_b) { return (lane_b + L - 1) / L * bcast_b; };
+  const bool x_rows = in.g == 1 && sn == 1;
+  const bool transposed = out.g == 1 && (!x_rows || fmas(out.b, in.b) < fmas(in.b, out.b));
+  const bool gather = !x_rows && !transposed;
+  // Rows go through in sub-chunks of RS that stay in L1 while every group
+  // uses them (a group reads only b of each row's n positions, so a pass per
+  // group over many rows would fetch every cache line once per group), and
+  // the next sub-chunk is prefetched meanwhile, a share per group (x and
+  // dy: either may be out of cache in a training step).
+  // Big dense blocks go to BLAS, over longer sub-chunks.
+  const bool blas = blk >= kBlasBlock && out.g == 1 && x_rows && !transposed;
+  const int64_t RS = blas ? 256 : 32;
+  const int64_t x_span = (n_in - 1) * sn + 1;  // elements of one x row
+  auto prefetch_rows = [&](int64_t r0, int64_t r1, int64_t part, int64_t parts) {
+    tile::prefetch_rows(x, so, x_span, r0, r1, part, parts);
+    tile::prefetch_rows(dy, n_out, n_out, r0, r1, part, parts);
+  };
+  // C [M, N] += A^T B over K rows, A's M scalars of a row a_m apart.
+  auto accumulate = [](int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B,
+                       int64_t b_k, T* C, int64_t c_m) {
+    if (a_m == 1) tile::small_gemm_unit_a<T>(M, N, K, A, a_k, B, b_k, C, c_m, nullptr, nullptr, true);
+    else small_gemm<T>(M, N, K, A, a_m, a_k, B, b_k, C, c_m, nullptr, nullptr, true);
+  };
+  auto body = [&](int64_t r0, int64_t r1, T* part) {
     std::vector<T> xg;
+    // Gathered rows: xg[k][r][j], groups gs apart (one row more than needed,
+    // so that the gather's stores do not all fall into one cache set).
+    const int64_t gs = (RS + 1) * in.b;
+    if (gather) xg.resize(G * gs);
     for (int64_t rs = r0; rs < r1; rs += RS) {
-      const int64_t rows = std::min(RS, r1 - rs);
+      const int64_t rows = std::min(RS, r1 - rs), next_end = std::min(r1, rs + 2 * RS);
       const T* xr = x + rs * so;
-      const int64_t gs = (rows + 1) * in.b;
-      const bool gather = !transposed && !(in.g == 1 && sn == 1);
       if (gather) {
-        // xg[k][r][j]: per row, each super-block [b_in, g_in] transposed.
-        // Groups are gs apart, one row more than needed, so that the gather's
-        // stores do not all fall into one cache set.
-        xg.resize(G * gs);
+        // Per row, each super-block [b_in, g_in] transposed.
         const int64_t A = G / in.g, sb = in.b * in.g;
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t a = 0; a < A; ++a) {
@@ -305,24 +310,27 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
             }
           }
       }
+      if (rs == r0) prefetch_rows(rs, rs + rows, 0, 1);
       for (int64_t k = 0; k < G; ++k) {
+        prefetch_rows(rs + rows, next_end, k, G);
         const T* dyk = dy + rs * n_out + out.base(k);
         T* pk = part + k * blk;
         if (transposed) {
-          small_gemm<T>(in.b, out.b, rows, xr + in.base(k) * sn, in.g * sn, so, dyk, n_out, pk, out.b, nullptr,
-                        nullptr, true);
+          // dW_k^T [b_in, b_out]: lanes over jo, x broadcast.
+          accumulate(in.b, out.b, rows, xr + in.base(k) * sn, in.g * sn, so, dyk, n_out, pk, out.b);
         } else if (gather) {
-          small_gemm<T>(out.b, in.b, rows, dyk, out.g, n_out, xg.data() + k * gs, in.b, pk, in.b, nullptr,
-                        nullptr, true);
-        } else if (blk >= kBlasBlock && out.g == 1) {
+          accumulate(out.b, in.b, rows, dyk, out.g, n_out, xg.data() + k * gs, in.b, pk, in.b);
+        } else if (blas) {
           gemm<T>(true, false, out.b, in.b, rows, T(1), dyk, n_out, xr + in.base(k), so, T(1), pk, in.b);
         } else {
-          small_gemm<T>(out.b, in.b, rows, dyk, out.g, n_out, xr + in.base(k), so, pk, in.b, nullptr, nullptr, true);
+          // Lanes over j, dy broadcast.
+          accumulate(out.b, in.b, rows, dyk, out.g, n_out, xr + in.base(k), so, pk, in.b);
         }
       }
     }
   };
-  const auto partial = reduce_chunks(chunks, body, R);
+  const int64_t chunks = chunk_count(R, 64, 4 * nthreads);
+  const auto partial = reduce_chunks(R, chunks, body);
   for (int64_t k = 0; k < G; ++k)
     for (int64_t jo = 0; jo < out.b; ++jo)
       for (int64_t j = 0; j < in.b; ++j) {

@@ -60,6 +60,71 @@ inline T hsum(Vec<T, N> v) {
   return s;
 }
 
+// The same sum in halving steps (log2(N) adds of half-width vectors instead
+// of N scalar adds); the order of additions differs from hsum's.
+template <class T, int N>
+inline T hsum_tree(Vec<T, N> v) {
+  if constexpr (N == 1) {
+    return v[0];
+  } else {
+    // Halves by value (no address taken, so that arrays of accumulators
+    // stay in registers).
+    return [&]<int... I>(std::integer_sequence<int, I...>) {
+      const Vec<T, N / 2> lo = __builtin_shufflevector(v, v, I...);
+      const Vec<T, N / 2> hi = __builtin_shufflevector(v, v, (I + N / 2)...);
+      return hsum_tree<T, N / 2>(lo + hi);
+    }(std::make_integer_sequence<int, N / 2>{});
+  }
+}
+
+// Pins v to a register: GCC otherwise reloads a vector that several FMAs
+// share once per FMA (as a memory operand), doubling the loads of a kernel
+// whose speed is its loads per FMA.
+// (Only where V fits one register; elsewhere it does nothing.)
+template <class V>
+inline void in_register(V& v) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) <= 64) __asm__("" : "+v"(v));
+#elif defined(__AVX__)
+  if constexpr (sizeof(V) <= 32) __asm__("" : "+x"(v));
+#else
+  (void)v;
+#endif
+}
+
+// Fetches the cache line of p into L1. Not __builtin_prefetch: GCC drops
+// that from loops it vectorises, such as a loop of prefetch addresses.
+inline void prefetch(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+// Prefetches the part-th of `parts` shares of rows [r0, r1) of a matrix with
+// `span` elements per row, rows `stride` apart (one linear range when the
+// rows touch). Spreading the shares over a loop's iterations keeps a few
+// misses in flight all the time instead of a burst that fills the queue.
+template <class T>
+inline void prefetch_rows(const T* base, int64_t stride, int64_t span, int64_t r0, int64_t r1, int64_t part,
+                          int64_t parts) {
+  constexpr int64_t E = 64 / sizeof(T);
+  if (r1 <= r0 || span <= 0) return;
+  if (stride == span) {
+    const int64_t n = (r1 - r0) * span, b = r0 * span + n * part / parts, e = r0 * span + n * (part + 1) / parts;
+    for (int64_t i = b; i < e; i += E) prefetch(base + i);
+    if (e > b) prefetch(base + e - 1);
+    return;
+  }
+  const int64_t rb = r0 + (r1 - r0) * part / parts, re = r0 + (r1 - r0) * (part + 1) / parts;
+  for (int64_t r = rb; r < re; ++r) {
+    const T* p = base + r * stride;
+    for (int64_t i = 0; i < span; i += E) prefetch(p + i);
+    prefetch(p + span - 1);
+  }
+}
+
 // Calls f.template operator()<C>() with C == count, for 1 <= count <= Max:
 // turns a runtime block size (a ragged edge) into a register-tiled kernel.
 template <int Max, class F>
@@ -85,8 +150,11 @@ inline void store_first(T* p, Vec<T> v, int n) {
 #endif
 
 // One MR x (NV * lanes) block of C over the whole K loop. With Masked, the
-// last vector holds only `tail` valid lanes (masked loads and stores).
-template <class T, int MR, int NV, bool Masked = false>
+// last vector holds only `tail` valid lanes (masked loads and stores). With
+// UnitA, a_m is 1: the MR scalars of A are then fixed offsets from one
+// pointer, where a runtime a_m takes a register per row and spills some of
+// them inside the K loop (17% of a b = 11 weight gradient).
+template <class T, int MR, int NV, bool Masked = false, bool UnitA = false>
 inline void micro_kernel(int64_t K, const T* __restrict A, int64_t a_m, int64_t a_k, const T* __restrict B,
                          int64_t b_k, T* C, int64_t c_m, const T* row_init, const T* col_init, bool accumulate,
                          int tail = kLanes<T>) {
@@ -114,7 +182,7 @@ inline void micro_kernel(int64_t K, const T* __restrict A, int64_t a_m, int64_t 
     const T* a = A + k * a_k;
 #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
-      const T s = a[m * a_m];
+      const T s = a[m * (UnitA ? 1 : a_m)];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[m][v] += s * b[v];
     }
@@ -135,49 +203,47 @@ inline void micro_kernel(int64_t K, const T* __restrict A, int64_t a_m, int64_t 
 }
 
 // Runs micro_kernel<MR', NV> for the rows [m0, M) in blocks of at most MR.
-template <class T, int MR, int NV, bool Masked = false>
+template <class T, int MR, int NV, bool Masked = false, bool UnitA = false>
 inline void row_blocks(int64_t M, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B, int64_t b_k, T* C,
                        int64_t c_m, const T* row_init, const T* col_init, bool accumulate, int tail = kLanes<T>) {
   int64_t m0 = 0;
   for (; m0 + MR <= M; m0 += MR)
-    micro_kernel<T, MR, NV, Masked>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
-                                    row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
+    micro_kernel<T, MR, NV, Masked, UnitA>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
+                                           row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
   if (m0 == M) return;
   dispatch_count<MR - 1>(M - m0, [&]<int R>() {
-    micro_kernel<T, R, NV, Masked>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
-                                   row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
+    micro_kernel<T, R, NV, Masked, UnitA>(K, A + m0 * a_m, a_m, a_k, B, b_k, C + m0 * c_m, c_m,
+                                          row_init ? row_init + m0 : nullptr, col_init, accumulate, tail);
   });
 }
 
-// C = (accumulate ? C : 0) + row_init + col_init + A B, see the file comment.
-// row_init [M] and col_init [N] may be null. Safe inside parallel regions.
-template <class T>
-void small_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B, int64_t b_k,
-                T* C, int64_t c_m, const T* row_init = nullptr, const T* col_init = nullptr,
-                bool accumulate = false) {
+// small_gemm's body; UnitA: a_m == 1, see micro_kernel.
+template <class T, bool UnitA>
+void small_gemm_impl(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B,
+                     int64_t b_k, T* C, int64_t c_m, const T* row_init, const T* col_init, bool accumulate) {
   constexpr int L = kLanes<T>;
   if (M <= 0 || N <= 0) return;
   int64_t n0 = 0;
   auto col = [&](int64_t n) { return col_init ? col_init + n : nullptr; };
   // Wide blocks first: the B panel (K x lanes*NV) is reused by every row block.
   for (; n0 + 4 * L <= N; n0 += 4 * L)
-    row_blocks<T, 6, 4>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+    row_blocks<T, 6, 4, false, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
   for (; n0 + 2 * L <= N; n0 += 2 * L)
-    row_blocks<T, 12, 2>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+    row_blocks<T, 12, 2, false, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
 #if DIMIX_TILE_MASKED
   // The rest (< 2 vectors) in one pass with a masked last vector.
   const int64_t rest = N - n0;
   if (rest > L)
-    row_blocks<T, 12, 2, true>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
+    row_blocks<T, 12, 2, true, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
                                static_cast<int>(rest - L));
   else if (rest == L)
-    row_blocks<T, 12, 1>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+    row_blocks<T, 12, 1, false, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
   else if (rest > 0)
-    row_blocks<T, 12, 1, true>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
+    row_blocks<T, 12, 1, true, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate,
                                static_cast<int>(rest));
 #else
   for (; n0 + L <= N; n0 += L)
-    row_blocks<T, 12, 1>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
+    row_blocks<T, 12, 1, false, UnitA>(M, K, A, a_m, a_k, B + n0, b_k, C + n0, c_m, row_init, col(n0), accumulate);
   if (n0 == N) return;
   // Ragged edge (< lanes columns): run on zero-padded copies of the B and C
   // columns, then copy the valid part back.
@@ -197,12 +263,123 @@ void small_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_
     if (accumulate)
       for (int64_t m = 0; m < mb; ++m)
         for (int64_t n = 0; n < nr; ++n) Cp[m * L + n] = C[(m0 + m) * c_m + n0 + n];
-    row_blocks<T, 12, 1>(mb, K, A + m0 * a_m, a_m, a_k, Bp, L, Cp, L, row_init ? row_init + m0 : nullptr,
+    row_blocks<T, 12, 1, false, UnitA>(mb, K, A + m0 * a_m, a_m, a_k, Bp, L, Cp, L, row_init ? row_init + m0 : nullptr,
                          col_init ? colp : nullptr, accumulate);
     for (int64_t m = 0; m < mb; ++m)
       for (int64_t n = 0; n < nr; ++n) C[(m0 + m) * c_m + n0 + n] = Cp[m * L + n];
   }
 #endif
+}
+
+// C = (accumulate ? C : 0) + row_init + col_init + A B, see the file comment.
+// row_init [M] and col_init [N] may be null. Safe inside parallel regions.
+template <class T>
+void small_gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_m, int64_t a_k, const T* B, int64_t b_k,
+                T* C, int64_t c_m, const T* row_init = nullptr, const T* col_init = nullptr,
+                bool accumulate = false) {
+  small_gemm_impl<T, false>(M, N, K, A, a_m, a_k, B, b_k, C, c_m, row_init, col_init, accumulate);
+}
+
+// small_gemm with a_m == 1 known at compile time (kernels that call it with
+// a unit A row stride in a hot loop; the others keep their code size).
+template <class T>
+void small_gemm_unit_a(int64_t M, int64_t N, int64_t K, const T* A, int64_t a_k, const T* B, int64_t b_k, T* C,
+                       int64_t c_m, const T* row_init = nullptr, const T* col_init = nullptr,
+                       bool accumulate = false) {
+  small_gemm_impl<T, true>(M, N, K, A, 1, a_k, B, b_k, C, c_m, row_init, col_init, accumulate);
+}
+
+// ---- dot-product tiles ----------------------------------------------------------------
+
+// NA x NB dot products along a contiguous i (the vector lanes), summed over
+// O slices:  sum over o < O, i < n of A[o * a_o + a * a_r + i] * B[o * b_o + b * b_r + i]
+// for a < NA, b < NB, added to P[a * p_a + b]; or, with VecOut, to the
+// vectors P + (a * p_a + b) * lanes before any reduction across lanes (the
+// caller reduces once after many calls: a weight gradient dW = dY X^T whose
+// reduction dim is the contiguous one). The NA * NB accumulators stay in
+// registers over all O * n terms; each step costs NA + NB loads for NA * NB
+// FMAs.
+template <class T, int NA, int NB, bool VecOut = false>
+void dot_tile(int64_t O, int64_t n, const T* __restrict A, int64_t a_o, int64_t a_r, const T* __restrict B,
+              int64_t b_o, int64_t b_r, T* P, int64_t p_a) {
+  constexpr int L = kLanes<T>;
+  using V = Vec<T>;
+  V acc[NA][NB];
+#pragma GCC unroll 8
+  for (int a = 0; a < NA; ++a)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) acc[a][b] = VecOut ? load<T>(P + (a * p_a + b) * L) : V{};
+  const int64_t full = n / L * L;
+  const int tail = static_cast<int>(n - full);
+#if !DIMIX_TILE_MASKED
+  T sacc[NA][NB] = {};  // the ragged end, in scalars
+#endif
+  for (int64_t o = 0; o < O; ++o) {
+    const T* ao = A + o * a_o;
+    const T* bo = B + o * b_o;
+    for (int64_t i = 0; i < full; i += L) {
+      V bv[NB];
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) {
+        bv[b] = load<T>(bo + b * b_r + i);
+        in_register(bv[b]);
+      }
+#pragma GCC unroll 8
+      for (int a = 0; a < NA; ++a) {
+        V av = load<T>(ao + a * a_r + i);
+        in_register(av);
+#pragma GCC unroll 8
+        for (int b = 0; b < NB; ++b) acc[a][b] += av * bv[b];
+      }
+    }
+    if (tail) {
+#if DIMIX_TILE_MASKED
+      V bv[NB];
+#pragma GCC unroll 8
+      for (int b = 0; b < NB; ++b) {
+        bv[b] = load_first<T>(bo + b * b_r + full, tail);
+        in_register(bv[b]);
+      }
+#pragma GCC unroll 8
+      for (int a = 0; a < NA; ++a) {
+        V av = load_first<T>(ao + a * a_r + full, tail);
+        in_register(av);
+#pragma GCC unroll 8
+        for (int b = 0; b < NB; ++b) acc[a][b] += av * bv[b];
+      }
+#else
+      for (int a = 0; a < NA; ++a)
+        for (int b = 0; b < NB; ++b)
+          for (int64_t i = full; i < n; ++i) sacc[a][b] += ao[a * a_r + i] * bo[b * b_r + i];
+#endif
+    }
+  }
+#if !DIMIX_TILE_MASKED
+  for (int a = 0; a < NA; ++a)
+    for (int b = 0; b < NB; ++b) acc[a][b][0] += sacc[a][b];
+#endif
+#pragma GCC unroll 8
+  for (int a = 0; a < NA; ++a)
+#pragma GCC unroll 8
+    for (int b = 0; b < NB; ++b) {
+      if constexpr (VecOut) store<T>(P + (a * p_a + b) * L, acc[a][b]);
+      else P[a * p_a + b] += hsum_tree<T, L>(acc[a][b]);
+    }
+}
+
+// dot_tile over a whole [M, N] block of P, in register tiles of at most MA x NB.
+template <class T, int MA = 4, int NB = 4, bool VecOut = false>
+void dot_block(int64_t M, int64_t N, int64_t O, int64_t n, const T* A, int64_t a_o, int64_t a_r, const T* B,
+               int64_t b_o, int64_t b_r, T* P, int64_t p_a) {
+  const int64_t p_step = VecOut ? kLanes<T> : 1;
+  for (int64_t m0 = 0; m0 < M; m0 += MA)
+    for (int64_t n0 = 0; n0 < N; n0 += NB)
+      dispatch_count<MA>(std::min<int64_t>(MA, M - m0), [&]<int RA>() {
+        dispatch_count<NB>(std::min<int64_t>(NB, N - n0), [&]<int RB>() {
+          dot_tile<T, RA, RB, VecOut>(O, n, A + m0 * a_r, a_o, a_r, B + n0 * b_r, b_o, b_r,
+                                      P + (m0 * p_a + n0) * p_step, p_a);
+        });
+      });
 }
 
 // dst[0, n) = src[0, n) in whole vectors (short rows, where a memmove call
