@@ -6,8 +6,10 @@
 //   softmax         [256, 64, 64], [64, 1024, 1024]; layer_norm [8192, 64], [32768, 64]
 //   block_linear    vs its composite (permute + batched matmul + un-permute) at
 //                   the paper's shapes (PAPERS.md 1.1-1.4): T2 token and channel
-//                   levels, n = 1024 with b = 32
-//   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64
+//                   levels, butterfly-mixer-s levels, n = 1024 with b = 32; plus
+//                   the weight and input gradients alone
+//   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64;
+//                   and the butterfly ViTs' own shapes (batch 32, hd 8 and 16, blocks 8-64)
 //
 // Each figure is the median of at least --reps runs (more for fast ops, up to
 // 0.3 s) after one warm-up run.
@@ -87,7 +89,13 @@ void bench_gemm() {
   rule();
   std::printf("%-24s %12s %12s %12s %14s\n", "M x N x K", "matmul", "gemm<float>", "cblas_sgemm", "gemm / cblas");
   rule();
-  const int64_t sizes[][3] = {{1024, 1024, 1024}, {4096, 4096, 128}, {4096, 128, 4096}};
+  // Square and skinny big products, then the networks' own at batch 32: the
+  // patch-1 ViT's QKV Linear ([32768 tokens, 64] x [64, 192]), the patch-4
+  // ViT's QKV and MLP Linears ([2048, 128] x [128, 384], [2048, 128] x
+  // [128, 256]) and the Table II dense mixer's token and channel Linears
+  // ([3872, 64] x [64, 64], [2048, 121] x [121, 121]).
+  const int64_t sizes[][3] = {{1024, 1024, 1024}, {4096, 4096, 128}, {4096, 128, 4096}, {32768, 192, 64},
+                              {2048, 384, 128},   {2048, 256, 128},   {3872, 64, 64},    {2048, 121, 121}};
   for (const auto& s : sizes) {
     const int64_t M = s[0], N = s[1], K = s[2];
     Generator g(1);
@@ -98,10 +106,15 @@ void bench_gemm() {
     const double t_gemm = time_ms([&] {
       gemm<float>(false, false, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N, 0.f, c.data<float>(), N);
     });
+    // The peer is OpenBLAS threading the product itself, as a program
+    // calling it directly would (dimix keeps BLAS at one thread per call and
+    // cuts products over its own pool).
+    openblas_set_num_threads(get_num_threads());
     const double t_blas = time_ms([&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N,
                   0.f, c.data<float>(), N);
     });
+    openblas_set_num_threads(1);
     char name[64];
     std::snprintf(name, sizeof name, "%ld x %ld x %ld", (long)M, (long)N, (long)K);
     std::printf("%-24s %12.1f %12.1f %12.1f %14.2f\n", name, flop / t_mm / 1e6, flop / t_gemm / 1e6,
@@ -169,25 +182,37 @@ Tensor block_linear_composite(const Tensor& x, const Tensor& w, const Tensor& b,
 }
 
 void bench_block_linear() {
-  std::printf("\nblock_linear (f32) vs its composite (permute + batched matmul + un-permute)\n");
+  std::printf("\nblock_linear (f32) vs its composite (permute + batched matmul + un-permute); dW and dX: one\n"
+              "gradient alone (the backward of a graph where only that input requires grad)\n");
   rule();
-  std::printf("%-44s %8s %8s %7s %8s %8s %7s %7s %7s\n", "case", "fwd ms", "GFLOP/s", "x comp", "f+b ms", "GFLOP/s",
-              "x comp", "comp f", "comp fb");
+  std::printf("%-38s %7s %6s %5s %7s %6s %5s %6s %6s %6s %6s %6s %7s\n", "case", "fwd ms", "GF/s", "xcomp",
+              "f+b ms", "GF/s", "xcomp", "dW ms", "GF/s", "dX ms", "GF/s", "comp f", "comp fb");
   rule();
   struct Case {
     const char* name;
     Shape x;
-    int64_t dim, b_in, b_out, g;
+    int64_t dim, b_in, b_out, g_in, g_out;
   };
+  // The T2 and mixer rows are the levels of t2-butterfly-mlp-h1 (batch 32:
+  // 32 images x 64 tokens x 121 channels) and butterfly-mixer-s (batch 32:
+  // 49 patches x 64 channels), with the strides their layers use.
   const std::vector<Case> cases = {
-      {"T2 token  x[32,64,121] d1 b8 g1", {32, 64, 121}, 1, 8, 8, 1},
-      {"T2 token  x[32,64,121] d1 b8 g8", {32, 64, 121}, 1, 8, 8, 8},
-      {"T2 chan   x[2048,121] b11 g1", {2048, 121}, 1, 11, 11, 1},
-      {"T2 chan   x[2048,121] b11 g11", {2048, 121}, 1, 11, 11, 11},
-      {"T2 chan   x[2048,121] b11->22 g1", {2048, 121}, 1, 11, 22, 1},
-      {"T2 chan   x[2048,121] b11->22 g11", {2048, 121}, 1, 11, 22, 11},
-      {"n1024     x[4096,1024] b32->64 g1", {4096, 1024}, 1, 32, 64, 1},
-      {"n1024     x[4096,1024] b32->64 g32", {4096, 1024}, 1, 32, 64, 32},
+      {"T2 token  [32,64,121] d1 b8 g1", {32, 64, 121}, 1, 8, 8, 1, 1},
+      {"T2 token  [32,64,121] d1 b8 g1->8", {32, 64, 121}, 1, 8, 8, 1, 8},
+      {"T2 token  [32,64,121] d1 b8 g8->1", {32, 64, 121}, 1, 8, 8, 8, 1},
+      {"T2 token  [32,64,121] d1 b8 g8", {32, 64, 121}, 1, 8, 8, 8, 8},
+      {"T2 chan   [2048,121] b11 g1", {2048, 121}, 1, 11, 11, 1, 1},
+      {"T2 chan   [2048,121] b11 g1->11", {2048, 121}, 1, 11, 11, 1, 11},
+      {"T2 chan   [2048,121] b11 g11->1", {2048, 121}, 1, 11, 11, 11, 1},
+      {"T2 chan   [2048,121] b11 g11", {2048, 121}, 1, 11, 11, 11, 11},
+      {"T2 chan   [2048,121] b11->22 g1", {2048, 121}, 1, 11, 22, 1, 1},
+      {"T2 chan   [2048,121] b11->22 g11", {2048, 121}, 1, 11, 22, 11, 11},
+      {"mixer tok [32,49,64] d1 b7->14 g1", {32, 49, 64}, 1, 7, 14, 1, 1},
+      {"mixer tok [32,98,64] d1 b14->7 g1->7", {32, 98, 64}, 1, 14, 7, 1, 7},
+      {"mixer ch  [1568,64] b8->16 g8->1", {1568, 64}, 1, 8, 16, 8, 1},
+      {"mixer ch  [1568,128] b16->8 g1->8", {1568, 128}, 1, 16, 8, 1, 8},
+      {"n1024     [4096,1024] b32->64 g1", {4096, 1024}, 1, 32, 64, 1, 1},
+      {"n1024     [4096,1024] b32->64 g32", {4096, 1024}, 1, 32, 64, 32, 32},
   };
   for (const Case& c : cases) {
     Generator g(4);
@@ -196,15 +221,28 @@ void bench_block_linear() {
     const Tensor w = randn({G, c.b_out, c.b_in}, DType::f32, &g).set_requires_grad(true);
     const Tensor b = randn({G, c.b_out}, DType::f32, &g).set_requires_grad(true);
     const double flop = 2.0 * (x.numel() / n) * G * c.b_out * c.b_in;
-    const auto ours = time_fwd_bwd(
-        [&](const auto& v) { return block_linear(v[0], v[1], v[2], c.dim, c.g, c.g); }, {x, w, b});
+    auto ours_fn = [&](const auto& v) { return block_linear(v[0], v[1], v[2], c.dim, c.g_in, c.g_out); };
+    const auto ours = time_fwd_bwd(ours_fn, {x, w, b});
     const auto comp = time_fwd_bwd(
-        [&](const auto& v) { return block_linear_composite(v[0], v[1], v[2], c.dim, c.g, c.g); }, {x, w, b});
-    std::printf("%-44s %8.3f %8.1f %7.1f %8.3f %8.1f %7.1f %7.2f %7.2f\n", c.name, ours.first, flop / ours.first / 1e6,
-                comp.first / ours.first, ours.second, 3 * flop / ours.second / 1e6, comp.second / ours.second,
-                comp.first, comp.second);
+        [&](const auto& v) { return block_linear_composite(v[0], v[1], v[2], c.dim, c.g_in, c.g_out); }, {x, w, b});
+    // One gradient alone: the backward of a kept graph in which only that
+    // input requires grad.
+    auto backward_ms = [&](const Tensor& xi, const Tensor& wi, const Tensor& leaf) {
+      const Tensor y = ours_fn(std::vector<Tensor>{xi, wi, Tensor()});
+      Generator gg(5);
+      const Tensor gy = randn(y.sizes(), DType::f32, &gg);
+      return time_ms([&] {
+        leaf.zero_grad();
+        backward(y, gy, /*retain_graph=*/true);
+      });
+    };
+    const double dw = backward_ms(x.detach(), w, w);
+    const double dx = backward_ms(x, w.detach(), x);
+    std::printf("%-38s %7.3f %6.1f %5.1f %7.3f %6.1f %5.1f %6.3f %6.1f %6.3f %6.1f %6.2f %7.2f\n", c.name, ours.first,
+                flop / ours.first / 1e6, comp.first / ours.first, ours.second, 3 * flop / ours.second / 1e6,
+                comp.second / ours.second, dw, flop / dw / 1e6, dx, flop / dx / 1e6, comp.first, comp.second);
   }
-  std::printf("(fwd+bwd GFLOP/s counts 3x the forward flops; 'comp' columns are the composite's ms)\n");
+  std::printf("(fwd+bwd GF/s counts 3x the forward flops; 'comp' columns are the composite's ms)\n");
 }
 
 // ---- block_attention ------------------------------------------------------------------------
@@ -254,6 +292,40 @@ void bench_block_attention() {
   }
   std::printf("(fwd+bwd GFLOP/s counts 3.5x the forward flops: forward, recomputed scores, dP, dS K, dS^T Q, "
               "P^T dO)\n");
+
+  // The Table III ViTs' attention at batch 32, 8 heads: tiny heads and
+  // score tiles, where per-group overhead rather than flops sets the time.
+  // q, k, v are slices of one fused QKV output, as MultiHeadAttention makes them.
+  std::printf("\nblock_attention (f32) at the butterfly ViTs' shapes, batch 32, 8 heads, q/k/v slices of a fused "
+              "QKV\n");
+  rule();
+  std::printf("%-40s %8s %8s %9s %8s\n", "case", "fwd ms", "GFLOP/s", "f+b ms", "GFLOP/s");
+  rule();
+  struct VitCase {
+    const char* name;
+    int64_t S, hd, block, stride;
+  };
+  for (const VitCase& c : {VitCase{"p1 S1024 hd8 block 32, stride 1", 1024, 8, 32, 1},
+                           VitCase{"p1 S1024 hd8 block 32, stride 32", 1024, 8, 32, 32},
+                           VitCase{"p2 S256 hd8 block 16, stride 1", 256, 8, 16, 1},
+                           VitCase{"p2 S256 hd8 block 16, stride 16", 256, 8, 16, 16},
+                           VitCase{"p4 S64 hd16 block 8, stride 1", 64, 16, 8, 1},
+                           VitCase{"p4 S64 hd16 block 8, stride 8", 64, 16, 8, 8},
+                           VitCase{"p4 S64 hd16 dense (block 64)", 64, 16, 64, 1}}) {
+    const int64_t Bv = 32, Hv = 8;
+    const Tensor qkv = randn({Bv, c.S, 3, Hv, c.hd}, DType::f32, &g);
+    std::vector<Tensor> parts;
+    for (int64_t i = 0; i < 3; ++i) {
+      const Shape st = qkv.strides();
+      parts.push_back(qkv.as_strided({Bv, c.S, Hv, c.hd}, {st[0], st[1], st[3], st[4]}, qkv.offset() + i * st[2])
+                          .set_requires_grad(true));
+    }
+    const double flop = 4.0 * Bv * Hv * c.S * c.block * c.hd;
+    const auto t = time_fwd_bwd(
+        [&](const auto& x) { return block_attention(x[0], x[1], x[2], c.block, c.stride); }, parts);
+    std::printf("%-40s %8.3f %8.1f %9.3f %8.1f\n", c.name, t.first, flop / t.first / 1e6, t.second,
+                3.5 * flop / t.second / 1e6);
+  }
 }
 
 }  // namespace
