@@ -69,9 +69,10 @@ std::atomic<int> g_threads{0};  // 0 until first asked
 // process on a 2-core machine, spinning workers made a step 3-6x slower. The
 // kernel's count of runnable threads (/proc/loadavg, 4th field) is read at
 // most every 5 ms by whichever pool starts a job; the reader and our own
-// awake workers are subtracted from it. A kernel thread is runnable now and
-// then on an idle machine, so the pools spin while at most one of the last
-// four readings saw another thread.
+// awake workers are subtracted from it. Kernel threads and daemons are
+// runnable now and then on an idle machine, so a check counts as busy only
+// when three back-to-back readings see another thread, and the pools spin
+// while at most one of the last four checks was busy.
 std::atomic<int> g_awake_workers{0};
 std::atomic<int64_t> g_next_check_ns{0};
 std::atomic<unsigned> g_busy_history{0};  // bit i: reading i ago saw others
@@ -102,9 +103,15 @@ void refresh_spin_gate(int pool_threads) {
   int64_t next = g_next_check_ns.load(std::memory_order_relaxed);
   if (now < next || !g_next_check_ns.compare_exchange_strong(next, now + 5'000'000)) return;
   static const int cores = affinity_cores();
-  const int running = runnable_threads();
-  const int others = running - 1 - g_awake_workers.load(std::memory_order_relaxed);
-  const bool busy = running < 0 || others + pool_threads > cores;
+  // Busy only when three readings in a row see another thread: a thread
+  // that wants the cores stays runnable, one that wakes briefly does not.
+  bool busy = true;
+  int running = -1;
+  for (int reading = 0; reading < 3 && busy; ++reading) {
+    running = runnable_threads();
+    const int others = running - 1 - g_awake_workers.load(std::memory_order_relaxed);
+    busy = running < 0 || others + pool_threads > cores;
+  }
   const unsigned history = ((g_busy_history.load(std::memory_order_relaxed) << 1) | (busy ? 1u : 0u)) & 0xfu;
   g_busy_history.store(history, std::memory_order_relaxed);
   g_spin_ok.store(running >= 0 && std::popcount(history) <= 1, std::memory_order_relaxed);
