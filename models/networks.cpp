@@ -105,7 +105,7 @@ LRATransformer::LRATransformer(const LRAConfig& c) : config(c) {
 Tensor LRATransformer::encode(const Tensor& tokens) const {
   DIMIX_CHECK(tokens.dim() == 2 && tokens.size(1) == config.max_len, "LRATransformer: expected tokens [N, ",
               config.max_len, "], got ", tokens.shape_str());
-  const int64_t N = tokens.size(0), S = tokens.size(1);
+  const int64_t S = tokens.size(1);
   const Tensor keep = not_equal(tokens, 0.0);  // [N, S], 1 = real token
   const Tensor pos = arange(S, DType::i64);
   Tensor h = word->forward(tokens) + position->forward(tokens.device().is_cpu() ? pos : to_device_raw(pos, tokens.device()));
