@@ -1,8 +1,9 @@
 // dense-mlp: the MLP-Mixer's dense mixer, Linear(n, r n) -> GELU ->
 // Linear(r n, n) along the mixed axis (PAPERS.md 1.4, MixerBlock).
-// Token mixing (axis 1) transposes to put tokens last, as the authors' swap.
+// Token mixing (axis 1) applies the same Linears along dim 1 in place.
 #include "models/layers.h"
 #include "models/mixer.h"
+#include "ops/block_linear.h"
 #include "ops/shape.h"
 
 namespace dimix {
@@ -16,7 +17,16 @@ class DenseMLPMixer : public Mixer {
   }
   Tensor forward(const Tensor& x, const Tensor&) const override {
     if (axis_ == 2) return mlp_->forward(x);
-    return transpose(mlp_->forward(transpose(x, 1, 2)), 1, 2);
+    // Tokens are mixed where they lie: a Linear along dim 1 is block_linear
+    // with a single group of all n tokens (the Linears' own weights viewed
+    // as [1, out, in]), which reads [B, n, C] in place instead of copying
+    // it to [B, C, n] and back, as the authors' swap does.
+    const Linear& fc1 = *mlp_->fc1;
+    const Linear& fc2 = *mlp_->fc2;
+    const int64_t n = fc1.in_features, hidden = fc1.out_features;
+    Tensor h = block_linear(x, reshape(fc1.weight, {1, hidden, n}), reshape(fc1.bias, {1, hidden}), 1, 1, 1);
+    h = mlp_->act(h);
+    return block_linear(h, reshape(fc2.weight, {1, n, hidden}), reshape(fc2.bias, {1, n}), 1, 1, 1);
   }
   std::string type_name() const override { return "DenseMLP"; }
 
