@@ -123,12 +123,6 @@ int run_main(const std::function<int()>& body) {
   }
 }
 
-void configure_threads(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
-}
-
 bool stdout_is_terminal() { return isatty(fileno(stdout)) != 0; }
 
 void write_png_rgb(const std::string& path, int width, int height, const std::vector<uint8_t>& rgb) {

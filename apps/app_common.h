@@ -42,13 +42,6 @@ int run_main(const std::function<int()>& body);
 
 bool stdout_is_terminal();
 
-// Call first in main(). OpenMP's default spin-waiting makes idle threads burn
-// the cores that data-loader workers (and other processes) need; on these
-// 2-core machines that cost up to 3x. libgomp reads OMP_WAIT_POLICY when the
-// process loads, so when the user has not chosen one we set PASSIVE and
-// re-execute the binary once.
-void configure_threads(char** argv);
-
 // Writes an 8-bit RGB image (row-major, 3 bytes a pixel) as PNG; Error naming
 // the path when it cannot be written.
 void write_png_rgb(const std::string& path, int width, int height, const std::vector<uint8_t>& rgb);

@@ -46,7 +46,6 @@ const std::vector<std::string> kDefault = {
 }  // namespace
 
 int main(int argc, char** argv) {
-  app::configure_threads(argv);
   return app::run_main([&] {
     app::Flags f("bench_networks", "Times a training step and a forward pass of the papers' networks on the CPU.");
     f.add("only", "", "comma-separated network names (default: the Table II, III and V networks)");

@@ -164,7 +164,6 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  app::configure_threads(argv);
   std::cout << std::unitbuf;  // progress lines reach a log file as they happen
   return app::run_main([&] {
     const std::string task = argc > 1 ? argv[1] : "";

@@ -100,7 +100,6 @@ void draw_reach(const std::string& path, int64_t n, const std::vector<MixingLeve
 }  // namespace
 
 int main(int argc, char** argv) {
-  app::configure_threads(argv);
   return app::run_main([&] {
     app::Flags flags("mixing_analyzer",
                      "Decides whether a stack of select/mix levels mixes every input into every output, and draws it.");

@@ -70,7 +70,6 @@ void sparsifiner_stage1(Network& model, DataLoader& loader, int64_t steps, Devic
 }  // namespace
 
 int main(int argc, char** argv) {
-  app::configure_threads(argv);
   return app::run_distributed_main([&](std::shared_ptr<dist::Communicator> comm) {
     app::Flags f("train_image", "Trains a dimension-mixer network on an image-classification dataset.");
     f.add("model", "butterfly-mixer-s", "network name (--list-models shows all)");

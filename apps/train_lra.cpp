@@ -112,7 +112,6 @@ void append_metrics(const std::string& path, const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  app::configure_threads(argv);
   std::cout << std::unitbuf;  // progress lines reach a log file as they happen
   return app::run_distributed_main([&](std::shared_ptr<dist::Communicator> comm) {
     app::Flags f("train_lra", "Trains the LRA transformer (dense or butterfly attention) on a Long Range Arena task.");
