@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
     f.add("warmup", "3", "untimed repetitions first");
     f.add("threads", "2", "CPU threads");
     f.add("json", "", "also write the figures to this JSON file");
+    f.add_bool("list", "print the networks it would time, one a line, and exit");
     if (!f.parse(argc, argv)) return 0;
     set_num_threads(static_cast<int>(f.integer("threads")));
     std::vector<std::string> names;
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
       std::stringstream ss(f.str("only"));
       for (std::string n; std::getline(ss, n, ',');) if (!n.empty()) names.push_back(n);
       if (names.empty()) names = kDefault;
+    }
+    if (f.flag("list")) {
+      for (const auto& n : names) std::cout << n << "\n";
+      return 0;
     }
     std::vector<int64_t> batches;
     {
