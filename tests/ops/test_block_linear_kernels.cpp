@@ -11,102 +11,14 @@
 // G * b_in * b_out. Plus: the weight gradient is bitwise reproducible.
 #include <catch2/catch.hpp>
 
-#include <cmath>
-
-#include "autograd/node.h"
-#include "core/rng.h"
-#include "ops/block_linear.h"
-#include "ops/elementwise.h"
-#include "ops/linalg.h"
-#include "ops/shape.h"
+#include "tests/ops/block_linear_oracle.h"
 
 using namespace dimix;
+using namespace dimix::test;
 
 namespace {
 
-// The composite: x [N, n, d] around dim as [N, G/g_in, b_in, g_in, d],
-// transposed to groups [N, G, b_in, d], one matmul per group, bias, and the
-// inverse permutation of the output.
-Tensor composite(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t dim, int64_t g_in, int64_t g_out) {
-  const int64_t G = weight.sizes()[0], b_out = weight.sizes()[1], b_in = weight.sizes()[2];
-  int64_t N = 1, d = 1;
-  for (int64_t i = 0; i < dim; ++i) N *= x.sizes()[i];
-  for (int64_t i = dim + 1; i < x.dim(); ++i) d *= x.sizes()[i];
-  const Tensor x5 = reshape(contiguous(x), {N, G / g_in, b_in, g_in, d});
-  const Tensor xp = reshape(contiguous(transpose(x5, 2, 3)), {N, G, b_in, d});
-  Tensor yp = matmul(weight, xp);  // [N, G, b_out, d]
-  if (bias.defined()) yp = add(yp, reshape(bias, {G, b_out, 1}));
-  Shape out_shape = x.sizes();
-  out_shape[dim] = G * b_out;
-  return reshape(contiguous(transpose(reshape(yp, {N, G / g_out, g_out, b_out, d}), 2, 3)), out_shape);
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.sizes() == b.sizes());
-  const auto u = a.to_vector<double>(), v = b.to_vector<double>();
-  double m = 0;
-  for (size_t i = 0; i < u.size(); ++i) m = std::max(m, std::abs(u[i] - v[i]));
-  return m;
-}
-double max_abs(const Tensor& a) {
-  double m = 0;
-  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-struct Case {
-  Shape x;
-  int64_t dim, G, b_in, b_out, g_in, g_out;
-  bool bias, noncontig;
-};
-
-// x, weight, bias (maybe undefined) for a case, all requiring grad.
-std::vector<Tensor> inputs(const Case& c, DType t) {
-  Generator gen(1000 + c.G * 13 + c.b_in * 5 + c.b_out + c.g_in * 3 + c.g_out);
-  Tensor x;
-  if (c.noncontig) {
-    // Every other element of a twice-as-wide last dim: element stride 2.
-    Shape wide = c.x;
-    wide.back() *= 2;
-    x = slice(randn(wide, t, &gen), -1, 0, wide.back(), 2).detach();
-    REQUIRE(!x.is_contiguous());
-  } else {
-    x = randn(c.x, t, &gen);
-  }
-  x.set_requires_grad(true);
-  const Tensor w = randn({c.G, c.b_out, c.b_in}, t, &gen).set_requires_grad(true);
-  const Tensor b = c.bias ? randn({c.G, c.b_out}, t, &gen).set_requires_grad(true) : Tensor();
-  return {x, w, b};
-}
-
-// Forward, dX, dW and db of block_linear against the composite's.
-void check_case(const Case& c, DType t, double tol) {
-  const auto in = inputs(c, t);
-  const Tensor y = block_linear(in[0], in[1], in[2], c.dim, c.g_in, c.g_out);
-  const Tensor y_ref = composite(in[0], in[1], in[2], c.dim, c.g_in, c.g_out);
-  auto close = [&](const Tensor& got, const Tensor& ref, const char* what) {
-    INFO(what << ": max |diff| " << max_abs_diff(got, ref) << ", scale " << max_abs(ref));
-    CHECK(max_abs_diff(got, ref) <= tol * std::max(1.0, max_abs(ref)));
-  };
-  close(y, y_ref, "forward");
-  Generator gen(7);
-  const Tensor weighting = randn(y.sizes(), t, &gen);
-  std::vector<Tensor> leaves{in[0], in[1]};
-  if (c.bias) leaves.push_back(in[2]);
-  auto grads = [&](const Tensor& out) {
-    for (const Tensor& l : leaves) l.zero_grad();
-    backward(out, weighting);
-    std::vector<Tensor> g;
-    for (const Tensor& l : leaves) g.push_back(l.grad());
-    return g;
-  };
-  const auto g = grads(y), g_ref = grads(y_ref);
-  const char* names[] = {"dX", "dW", "db"};
-  for (size_t i = 0; i < leaves.size(); ++i) {
-    REQUIRE(g[i].defined());
-    close(g[i], g_ref[i], names[i]);
-  }
-}
+using Case = BlockLinearCase;
 
 void check_cases(const std::vector<Case>& cases) {
   for (const Case& c : cases) {
@@ -115,11 +27,11 @@ void check_cases(const std::vector<Case>& cases) {
               << (c.noncontig ? " noncontig" : ""));
     {
       INFO("f64");
-      check_case(c, DType::f64, 1e-12);
+      check_block_linear(c, DType::f64, 1e-12);
     }
     {
       INFO("f32");
-      check_case(c, DType::f32, 3e-5);
+      check_block_linear(c, DType::f32, 3e-5);
     }
   }
 }
@@ -194,7 +106,7 @@ TEST_CASE("block_linear kernels: the weight gradient is the same bit for bit on 
   // Chunk partial sums are added in a fixed order: two runs agree exactly.
   for (const Case& c : {Case{{300, 121}, 1, 11, 11, 11, 1, 1, false, false},
                         Case{{9, 64, 121}, 1, 8, 8, 8, 8, 1, false, false}}) {
-    const auto in = inputs(c, DType::f32);
+    const auto in = block_linear_inputs(c, DType::f32);
     Generator gen(3);
     const Tensor y0 = block_linear(in[0], in[1], Tensor(), c.dim, c.g_in, c.g_out);
     const Tensor weighting = randn(y0.sizes(), DType::f32, &gen);

@@ -17,99 +17,11 @@
 #include "ops/linalg.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
+#include "tests/ops/block_linear_oracle.h"
 
 using namespace dimix;
+using namespace dimix::test;
 using Catch::Matchers::Contains;
-
-namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.sizes() == b.sizes());
-  const auto u = a.to_vector<double>(), v = b.to_vector<double>();
-  double m = 0;
-  for (size_t i = 0; i < u.size(); ++i) m = std::max(m, std::abs(u[i] - v[i]));
-  return m;
-}
-double max_abs(const Tensor& a) {
-  double m = 0;
-  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
-  return m;
-}
-// The leaves' gradients after backward(out, weighting), then cleared.
-std::vector<Tensor> leaf_grads(const Tensor& out, const Tensor& weighting, const std::vector<Tensor>& leaves) {
-  for (const Tensor& t : leaves) t.zero_grad();
-  backward(out, weighting);
-  std::vector<Tensor> g;
-  for (const Tensor& t : leaves) {
-    g.push_back(t.grad());
-    t.zero_grad();
-  }
-  return g;
-}
-
-// |a - b| <= tol * max(1, max |b|), elementwise over the whole tensor.
-void check_close(const Tensor& got, const Tensor& ref, double tol, const std::string& what) {
-  INFO(what << ": max |diff| " << max_abs_diff(got, ref) << ", scale " << max_abs(ref));
-  CHECK(max_abs_diff(got, ref) <= tol * std::max(1.0, max_abs(ref)));
-}
-
-// The authors' composite: permute with view/transpose, per-group matmul,
-// un-permute. x3 [N, n_in, d]; weight [G, b_out, b_in]; bias [G, b_out].
-Tensor block_linear_oracle(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t dim, int64_t g_in,
-                           int64_t g_out) {
-  const int64_t nd = x.dim();
-  if (dim < 0) dim += nd;
-  const int64_t G = weight.sizes()[0], b_out = weight.sizes()[1], b_in = weight.sizes()[2];
-  int64_t N = 1, d = 1;
-  for (int64_t i = 0; i < dim; ++i) N *= x.sizes()[i];
-  for (int64_t i = dim + 1; i < nd; ++i) d *= x.sizes()[i];
-  const Tensor x5 = reshape(contiguous(x), {N, G * b_in / (b_in * g_in), b_in, g_in, d});
-  const Tensor xp = reshape(contiguous(transpose(x5, 2, 3)), {N, G, b_in, d});  // group k = a*g_in + s
-  Tensor yp = matmul(weight, xp);                                                // [N, G, b_out, d]
-  if (bias.defined()) yp = add(yp, reshape(bias, {G, b_out, 1}));
-  const Tensor y5 = reshape(yp, {N, G / g_out, g_out, b_out, d});
-  Shape out_shape = x.sizes();
-  out_shape[dim] = G * b_out;
-  return reshape(contiguous(transpose(y5, 2, 3)), out_shape);
-}
-
-struct LinearCase {
-  Shape x_shape;
-  int64_t dim, G, b_in, b_out, g_in, g_out;
-  bool bias, noncontig;
-};
-
-// Forward and all gradients of block_linear equal the oracle's.
-void check_block_linear(const LinearCase& c, DType t, double tol) {
-  Generator gen(17 + c.G * 31 + c.b_in * 7 + c.g_in);
-  Tensor x;
-  if (c.noncontig) {
-    // A strided view: every other element of a twice-as-wide last dim.
-    Shape wide = c.x_shape;
-    wide.back() *= 2;
-    x = slice(randn(wide, t, &gen), -1, 0, wide.back(), 2).detach();
-    REQUIRE(!x.is_contiguous());
-  } else {
-    x = randn(c.x_shape, t, &gen);
-  }
-  x.set_requires_grad(true);
-  const Tensor w = randn({c.G, c.b_out, c.b_in}, t, &gen).set_requires_grad(true);
-  const Tensor b = c.bias ? randn({c.G, c.b_out}, t, &gen).set_requires_grad(true) : Tensor();
-  const Tensor y = block_linear(x, w, b, c.dim, c.g_in, c.g_out);
-  const Tensor y_ref = block_linear_oracle(x, w, b, c.dim, c.g_in, c.g_out);
-  check_close(y, y_ref, tol, "forward");
-  const Tensor weighting = randn(y.sizes(), t, &gen);
-  std::vector<Tensor> inputs{x, w};
-  if (c.bias) inputs.push_back(b);
-  const auto grads = leaf_grads(y, weighting, inputs);
-  const auto grads_ref = leaf_grads(y_ref, weighting, inputs);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    REQUIRE(grads[i].defined());
-    check_close(grads[i], grads_ref[i], tol, "gradient " + std::to_string(i));
-  }
-}
-
-}  // namespace
 
 TEST_CASE("butterfly_strides: the worked cases of PAPERS.md 1.1", "[butterfly]") {
   using V = std::vector<int64_t>;
@@ -154,7 +66,7 @@ TEST_CASE("block_linear: a hand-computed stride-2 butterfly level", "[butterfly]
 }
 
 TEST_CASE("block_linear: equals the permute / bmm / un-permute composite, forward and gradients", "[butterfly]") {
-  const std::vector<LinearCase> cases = {
+  const std::vector<BlockLinearCase> cases = {
       // inner == 1 (last dim), block diagonal and strided levels
       {{7, 9}, 1, 3, 3, 3, 1, 1, true, false},
       {{7, 9}, 1, 3, 3, 3, 3, 3, true, false},
@@ -183,8 +95,8 @@ TEST_CASE("block_linear: equals the permute / bmm / un-permute composite, forwar
       {{10, 4}, 0, 1, 10, 3, 1, 1, true, false},        // G = 1 along dim 0
       {{12, 3, 2}, 0, 4, 3, 3, 2, 2, true, true},       // dim 0, strided groups
   };
-  for (const LinearCase& c : cases) {
-    INFO("x " << shape_str(c.x_shape) << " dim " << c.dim << " G " << c.G << " b " << c.b_in << "->" << c.b_out
+  for (const BlockLinearCase& c : cases) {
+    INFO("x " << shape_str(c.x) << " dim " << c.dim << " G " << c.G << " b " << c.b_in << "->" << c.b_out
               << " strides " << c.g_in << "->" << c.g_out << (c.bias ? " bias" : "")
               << (c.noncontig ? " noncontig" : ""));
     {
