@@ -93,30 +93,42 @@ void bench_gemm() {
   // patch-1 ViT's QKV Linear ([32768 tokens, 64] x [64, 192]), the patch-4
   // ViT's QKV and MLP Linears ([2048, 128] x [128, 384], [2048, 128] x
   // [128, 256]) and the Table II dense mixer's token and channel Linears
-  // ([3872, 64] x [64, 64], [2048, 121] x [121, 121]).
-  const int64_t sizes[][3] = {{1024, 1024, 1024}, {4096, 4096, 128}, {4096, 128, 4096}, {32768, 192, 64},
-                              {2048, 384, 128},   {2048, 256, 128},   {3872, 64, 64},    {2048, 121, 121}};
-  for (const auto& s : sizes) {
-    const int64_t M = s[0], N = s[1], K = s[2];
+  // ([3872, 64] x [64, 64], [2048, 121] x [121, 121]). A Linear's forward is
+  // x @ W^T (NT), its input gradient g @ W (NN), its weight gradient g^T @ x
+  // (TN, a long K); those three forms of the patch-4 MLP Linear close the table.
+  struct Shape3 {
+    int64_t M, N, K;
+    bool ta, tb;
+  };
+  const Shape3 sizes[] = {{1024, 1024, 1024, false, false}, {4096, 4096, 128, false, false},
+                          {4096, 128, 4096, false, false},  {32768, 192, 64, false, true},
+                          {2048, 384, 128, false, true},    {2048, 256, 128, false, true},
+                          {3872, 64, 64, false, true},      {2048, 121, 121, false, true},
+                          {2048, 128, 256, false, false},   {256, 128, 2048, true, false}};
+  for (const Shape3& s : sizes) {
+    const int64_t M = s.M, N = s.N, K = s.K;
     Generator g(1);
     const Tensor a = randn({M, K}, DType::f32, &g), b = randn({K, N}, DType::f32, &g);
+    const int64_t lda = s.ta ? M : K, ldb = s.tb ? K : N;
     Tensor c = empty({M, N});
     const double flop = 2.0 * M * N * K;
-    const double t_mm = time_ms([&] { matmul(a, b); });
+    const Tensor a_op = s.ta ? a.as_strided({M, K}, {1, M}, 0) : a, b_op = s.tb ? b.as_strided({K, N}, {1, K}, 0) : b;
+    const double t_mm = time_ms([&] { matmul(a_op, b_op); });
     const double t_gemm = time_ms([&] {
-      gemm<float>(false, false, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N, 0.f, c.data<float>(), N);
+      gemm<float>(s.ta, s.tb, M, N, K, 1.f, a.data<float>(), lda, b.data<float>(), ldb, 0.f, c.data<float>(), N);
     });
     // The peer is OpenBLAS threading the product itself, as a program
     // calling it directly would (dimix keeps BLAS at one thread per call and
     // cuts products over its own pool).
     openblas_set_num_threads(get_num_threads());
     const double t_blas = time_ms([&] {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.f, a.data<float>(), K, b.data<float>(), N,
-                  0.f, c.data<float>(), N);
+      cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans, M, N, K, 1.f,
+                  a.data<float>(), lda, b.data<float>(), ldb, 0.f, c.data<float>(), N);
     });
     openblas_set_num_threads(1);
     char name[64];
-    std::snprintf(name, sizeof name, "%ld x %ld x %ld", (long)M, (long)N, (long)K);
+    std::snprintf(name, sizeof name, "%ld x %ld x %ld %s%s", (long)M, (long)N, (long)K, s.ta ? "T" : "N",
+                  s.tb ? "T" : "N");
     std::printf("%-24s %12.1f %12.1f %12.1f %14.2f\n", name, flop / t_mm / 1e6, flop / t_gemm / 1e6,
                 flop / t_blas / 1e6, t_blas / t_gemm);
   }

@@ -6,6 +6,7 @@
 #include <cblas.h>
 
 #include "ops/common.h"
+#include "ops/cpu_sgemm.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
@@ -14,6 +15,9 @@ namespace dimix {
 
 namespace {
 
+// f32 goes to our AVX-512 kernel when the build has one (about twice
+// OpenBLAS 0.3.21's rate on Zen 4/5, which it drives with AVX2 code; see
+// bench_ops --only gemm); f64 (gradchecks) and other CPUs go to BLAS.
 // BLAS runs one thread per call; gemm_impl cuts big products over our pool.
 // OpenBLAS's OpenMP build re-reads the calling thread's omp_get_max_threads()
 // on every call and, when it differs, takes that many threads again, so each
@@ -29,6 +33,10 @@ void single_threaded_blas() {
 
 void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if constexpr (cpu::kHaveSgemm) {
+    cpu::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   single_threaded_blas();
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
               lda, B, ldb, beta, C, ldc);
@@ -46,7 +54,7 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, 
 constexpr int64_t kParallelGemmMacs = int64_t(1) << 20;
 
 // The longer of C's two dims is cut into one slice per thread, in multiples
-// of 16 so that BLAS's register tiles stay whole; each slice is an ordinary
+// of 16 so that the kernels' register tiles stay whole; each slice is an ordinary
 // GEMM on offset pointers (A's rows or B's columns, wherever op() puts them).
 template <class T>
 void gemm_impl(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
