@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "ops/tile_gemm.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -66,13 +67,11 @@ void pack_b(bool trans_b, int64_t kc, int64_t nc, const float* B, int64_t ldb, f
         _mm512_store_ps(dst + k * kNR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
       }
     } else {
-      // Column n of the sliver is row j0 + n of B, contiguous along k.
+      // Column n of the sliver is row j0 + n of B, contiguous along k: a
+      // transpose in 16 x 16 register blocks.
       if (w < kNR)
         for (int64_t k = 0; k < kc; ++k) std::fill(dst + k * kNR + w, dst + (k + 1) * kNR, 0.f);
-      for (int64_t n = 0; n < w; ++n) {
-        const float* src = B + (j0 + n) * ldb;
-        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + n] = src[k];
-      }
+      tile::transpose(B + j0 * ldb, ldb, dst, kNR, w, kc);
     }
   }
 }
