@@ -341,35 +341,6 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
       }
 }
 
-// ---- views ---------------------------------------------------------------------------
-
-// x as [outer, n, inner] around dim, without copying when the dims before and
-// after `dim` merge; a contiguous copy otherwise (never a permuted one). Kernels
-// need unit inner stride when inner > 1.
-Tensor as_3d(const Tensor& x, int64_t dim) {
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < dim; ++d) outer *= x.sizes()[d];
-  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.sizes()[d];
-  const int64_t n = x.sizes()[dim];
-  // Merged stride of dims [d0, d1), or -1 when they do not merge.
-  auto merged = [&](int64_t d0, int64_t d1) -> int64_t {
-    int64_t stride = -1, expect = -1;
-    for (int64_t d = d1 - 1; d >= d0; --d) {
-      if (x.sizes()[d] == 1) continue;
-      if (stride < 0) stride = x.strides()[d];
-      else if (x.strides()[d] != expect) return -1;
-      expect = x.strides()[d] * x.sizes()[d];
-    }
-    return stride < 0 ? 1 : stride;
-  };
-  const int64_t so = merged(0, dim), si = merged(dim + 1, x.dim());
-  const int64_t sn = n == 1 ? 1 : x.strides()[dim];
-  if (so >= 0 && si >= 0 && (inner == 1 || si == 1))
-    return x.as_strided({outer, n, inner}, {so, sn, inner == 1 ? 1 : si}, x.offset());
-  const Tensor c = x.contiguous_raw();
-  return c.as_strided({outer, n, inner}, {n * inner, inner, 1}, c.offset());
-}
-
 // Any-device raw ops: the CPU kernels above or the CUDA ones by name.
 Tensor forward_raw(const Tensor& x3, const Tensor& w, const Tensor& bias, Side in, Side out) {
   const int64_t G = w.sizes()[0];
@@ -456,6 +427,32 @@ Tensor bias_grad_raw(const Tensor& dy3, Side out, int64_t G) {
 
 }  // namespace
 
+// ---- views (block_linear.h) ---------------------------------------------------------------------------
+
+Tensor view_around_dim(const Tensor& x, int64_t dim) {
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= x.sizes()[d];
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.sizes()[d];
+  const int64_t n = x.sizes()[dim];
+  // Merged stride of dims [d0, d1), or -1 when they do not merge.
+  auto merged = [&](int64_t d0, int64_t d1) -> int64_t {
+    int64_t stride = -1, expect = -1;
+    for (int64_t d = d1 - 1; d >= d0; --d) {
+      if (x.sizes()[d] == 1) continue;
+      if (stride < 0) stride = x.strides()[d];
+      else if (x.strides()[d] != expect) return -1;
+      expect = x.strides()[d] * x.sizes()[d];
+    }
+    return stride < 0 ? 1 : stride;
+  };
+  const int64_t so = merged(0, dim), si = merged(dim + 1, x.dim());
+  const int64_t sn = n == 1 ? 1 : x.strides()[dim];
+  if (so >= 0 && si >= 0 && (inner == 1 || si == 1))
+    return x.as_strided({outer, n, inner}, {so, sn, inner == 1 ? 1 : si}, x.offset());
+  const Tensor c = x.contiguous_raw();
+  return c.as_strided({outer, n, inner}, {n * inner, inner, 1}, c.offset());
+}
+
 std::vector<int64_t> butterfly_strides(int64_t n, int64_t b, bool capped) {
   DIMIX_CHECK(n >= 1 && b >= 2, "butterfly_strides: expected n >= 1 and block size b >= 2, got n = ", n, ", b = ", b);
   // L = int(np.ceil(np.log(n) / np.log(b))) in double precision, as the authors.
@@ -500,7 +497,7 @@ Tensor block_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, i
                 bias.shape_str());
   }
   const Side in{b_in, in_stride}, out{b_out, out_stride};
-  const Tensor x3 = as_3d(x, dim);
+  const Tensor x3 = view_around_dim(x, dim);
   const Tensor w = weight.contiguous_raw();
   const Tensor bc = bias.defined() ? bias.contiguous_raw() : Tensor();
   const Tensor y3 = forward_raw(x3, w, bc, in, out);

@@ -23,6 +23,12 @@ namespace dimix {
 Tensor block_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t dim, int64_t in_stride,
                     int64_t out_stride);
 
+// x as [outer, n, inner] around `dim` (inner: the product of the dims after
+// it): a view when the dims before and after `dim` merge, else a contiguous
+// copy (never a permuted one); unit inner stride whenever inner > 1. The
+// layout the block kernels (block_linear, block_mlp) work in.
+Tensor view_around_dim(const Tensor& x, int64_t dim);
+
 // The butterfly strides of PAPERS.md 1.1 for n positions and block size b:
 // level i has stride b^i, capped at n/b when b^(i+1) > n (capped = true), or
 // b^i uncapped (the Table II Butterfly-MLP rule, valid when n = b^L).

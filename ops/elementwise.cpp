@@ -219,13 +219,7 @@ template <class T>
 void unary_with_derivative_cpu(UnaryOp op, const Tensor& out, const Tensor& deriv, const Tensor& x) {
   switch (op) {
     case UnaryOp::gelu_erf:
-      // f = x Phi(x); f' = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
-      return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) {
-        T gauss;
-        const T cdf = T(0.5) * (T(1) + erf_gauss_vec(v * T(kSqrt1_2), gauss));
-        d = cdf + v * T(kInvSqrt2Pi) * gauss;
-        return v * cdf;
-      });
+      return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) { return gelu_erf_vec(v, d); });
     case UnaryOp::gelu_tanh:
       return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) {
         const T t = tanh_vec(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));

@@ -69,6 +69,17 @@ inline float erf_vec(float x) {
 }
 inline double erf_vec(double x) { return std::erf(x); }
 
+// Exact GELU f(x) = x Phi(x) and, in `deriv`, f'(x) = Phi(x) + x phi(x), with
+// phi(x) = exp(-x^2 / 2) / sqrt(2 pi): one erf and one exp serve both.
+template <class T>
+inline T gelu_erf_vec(T x, T& deriv) {
+  constexpr T kSqrt1_2 = T(0.70710678118654752440), kInvSqrt2Pi = T(0.39894228040143267794);
+  T gauss;
+  const T cdf = T(0.5) * (T(1) + erf_gauss_vec(x * kSqrt1_2, gauss));
+  deriv = cdf + x * kInvSqrt2Pi * gauss;
+  return x * cdf;
+}
+
 // tanh(x) = 1 - 2 / (exp(2x) + 1), exact at both saturations; absolute error
 // ~1e-7 near 0.
 inline float tanh_vec(float x) { return 1.0f - 2.0f / (exp_vec(2.0f * x) + 1.0f); }
