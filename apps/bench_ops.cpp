@@ -8,6 +8,8 @@
 //                   the paper's shapes (PAPERS.md 1.1-1.4): T2 token and channel
 //                   levels, butterfly-mixer-s levels, n = 1024 with b = 32; plus
 //                   the weight and input gradients alone
+//   block_mlp       one Butterfly MLP level as one op vs block_linear + gelu +
+//                   block_linear, at the T2 and butterfly-mixer-s levels
 //   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64;
 //                   and the butterfly ViTs' own shapes (batch 32, hd 8 and 16, blocks 8-64)
 //
@@ -29,6 +31,7 @@
 #include "core/rng.h"
 #include "ops/block_attention.h"
 #include "ops/block_linear.h"
+#include "ops/block_mlp.h"
 #include "ops/elementwise.h"
 #include "ops/layer_norm.h"
 #include "ops/linalg.h"
@@ -257,6 +260,48 @@ void bench_block_linear() {
   std::printf("(fwd+bwd GF/s counts 3x the forward flops; 'comp' columns are the composite's ms)\n");
 }
 
+// ---- block_mlp ------------------------------------------------------------------------------
+void bench_block_mlp() {
+  std::printf("\nblock_mlp (f32): one Butterfly MLP level (b -> h -> b, GELU) as one op vs the same level as\n"
+              "block_linear + gelu + block_linear\n");
+  rule();
+  std::printf("%-40s %9s %9s %9s %9s %9s %9s\n", "case", "fwd ms", "f+b ms", "comp fwd", "comp f+b", "x fwd",
+              "x f+b");
+  rule();
+  struct Case {
+    const char* name;
+    Shape x;
+    int64_t dim, b, h, g;
+  };
+  // The levels of t2-butterfly-mlp-h1/h2 and butterfly-mixer-s at batch 32.
+  const std::vector<Case> cases = {
+      {"T2 token [32,64,121] d1 b8 h8 g1", {32, 64, 121}, 1, 8, 8, 1},
+      {"T2 token [32,64,121] d1 b8 h8 g8", {32, 64, 121}, 1, 8, 8, 8},
+      {"T2 token [32,64,121] d1 b8 h16 g8", {32, 64, 121}, 1, 8, 16, 8},
+      {"T2 chan  [2048,121] b11 h11 g1", {2048, 121}, 1, 11, 11, 1},
+      {"T2 chan  [2048,121] b11 h11 g11", {2048, 121}, 1, 11, 11, 11},
+      {"T2 chan  [2048,121] b11 h22 g11", {2048, 121}, 1, 11, 22, 11},
+      {"mixer ch [1568,64] b8 h16 g8", {1568, 64}, 1, 8, 16, 8},
+  };
+  for (const Case& c : cases) {
+    Generator g(4);
+    const int64_t G = c.x[c.dim] / c.b;
+    const Tensor x = randn(c.x, DType::f32, &g).set_requires_grad(true);
+    auto param = [&](const Shape& s) { return mul(randn(s, DType::f32, &g), 0.3).detach().set_requires_grad(true); };
+    const Tensor w1 = param({G, c.h, c.b}), b1 = param({G, c.h}), w2 = param({G, c.b, c.h}), b2 = param({G, c.b});
+    const auto ours =
+        time_fwd_bwd([&](const auto& v) { return block_mlp(v[0], v[1], v[2], v[3], v[4], c.dim, c.g); },
+                     {x, w1, b1, w2, b2});
+    const auto comp = time_fwd_bwd(
+        [&](const auto& v) {
+          return block_linear(gelu(block_linear(v[0], v[1], v[2], c.dim, c.g, 1)), v[3], v[4], c.dim, 1, c.g);
+        },
+        {x, w1, b1, w2, b2});
+    std::printf("%-40s %9.3f %9.3f %9.3f %9.3f %9.2f %9.2f\n", c.name, ours.first, ours.second, comp.first,
+                comp.second, comp.first / ours.first, comp.second / ours.second);
+  }
+}
+
 // ---- block_attention ------------------------------------------------------------------------
 // The composite: permute tokens into groups, matmul, softmax, matmul, un-permute.
 Tensor block_attention_composite(const Tensor& q, const Tensor& k, const Tensor& v, int64_t block, int64_t stride) {
@@ -349,12 +394,12 @@ int main(int argc, char** argv) {
     flags.add_bool("quick", "few repetitions (3) instead of 7");
     flags.add("threads", "0", "threads for OpenMP and BLAS (0 = the default)");
     flags.add("reps", "0", "minimum timed repetitions per figure (0 = 7, or 3 with --quick)");
-    flags.add("only", "", "run one section: gemm, memory, block_linear, block_attention");
+    flags.add("only", "", "run one section: gemm, memory, block_linear, block_mlp, block_attention");
     if (!flags.parse(argc, argv)) return 0;
     const std::string only = flags.str("only");
     DIMIX_CHECK(only.empty() || only == "gemm" || only == "memory" || only == "block_linear" ||
-                    only == "block_attention",
-                "bench_ops: --only expects gemm, memory, block_linear or block_attention, got '", only, "'");
+                    only == "block_mlp" || only == "block_attention",
+                "bench_ops: --only expects gemm, memory, block_linear, block_mlp or block_attention, got '", only, "'");
     DIMIX_CHECK(flags.integer("threads") >= 0, "bench_ops: --threads must be >= 0, got ", flags.integer("threads"));
     DIMIX_CHECK(flags.integer("reps") >= 0, "bench_ops: --reps must be >= 0, got ", flags.integer("reps"));
     g_reps = flags.flag("quick") ? 3 : 7;
@@ -366,6 +411,7 @@ int main(int argc, char** argv) {
     if (only.empty() || only == "gemm") bench_gemm();
     if (only.empty() || only == "memory") bench_memory_bound();
     if (only.empty() || only == "block_linear") bench_block_linear();
+    if (only.empty() || only == "block_mlp") bench_block_mlp();
     if (only.empty() || only == "block_attention") bench_block_attention();
     return 0;
   });

@@ -8,6 +8,7 @@
 #include "models/init.h"
 #include "models/mixer.h"
 #include "models/networks.h"
+#include "ops/block_linear.h"
 #include "ops/elementwise.h"
 #include "ops/linalg.h"
 #include "ops/loss.h"
@@ -147,6 +148,56 @@ TEST_CASE("mixers: butterfly-mlp mixes every input into every output", "[models]
   one.block = 4;
   one.n = 4;
   CHECK(make_mixer("butterfly-mlp", one)->num_parameters() == 4 * 8 + 8 + 8 * 4 + 4);
+}
+
+TEST_CASE("mixers: butterfly-mlp (one block_mlp op per level) equals its levels composed, values and gradients",
+          "[models][mixers]") {
+  // n = 27, b = 3: three levels with strides 1, 3, 9, on tokens (axis 1,
+  // inner 4) and on features (axis 2). The reference composes each level as
+  // block_linear, GELU, block_linear with the mixer's own parameter tensors.
+  for (int64_t axis : {1, 2}) {
+    INFO("axis " << axis);
+    init::seed(11);
+    MixerSpec s;
+    s.n = 27;
+    s.block = 3;
+    s.axis = axis;
+    s.expansion = 2;
+    s.capped_strides = false;
+    auto m = make_mixer("butterfly-mlp", s);
+    std::map<std::string, Tensor> p;
+    for (const auto& [name, t] : m->named_parameters()) p[name] = t;
+    REQUIRE(p.size() == 12);
+    REQUIRE(p.at("levels.2.fc1.weight").sizes() == Shape{9, 6, 3});
+    Generator g(4);
+    const Shape shape = axis == 1 ? Shape{5, 27, 4} : Shape{5, 4, 27};
+    const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
+    auto run = [&](bool reference) {
+      m->zero_grad();
+      Tensor x = x0.detach().set_requires_grad(true);
+      Tensor y = x;
+      if (reference) {
+        for (int64_t i = 0, stride = 1; i < 3; ++i, stride *= 3) {
+          const std::string l = "levels." + std::to_string(i) + ".";
+          const Tensor h = gelu(block_linear(y, p.at(l + "fc1.weight"), p.at(l + "fc1.bias"), axis, stride, 1));
+          y = block_linear(h, p.at(l + "fc2.weight"), p.at(l + "fc2.bias"), axis, 1, stride);
+        }
+      } else {
+        y = m->forward(x);
+      }
+      backward(y, up);
+      std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
+      for (const auto& [name, t] : m->named_parameters()) out.push_back(t.grad().to_vector<double>());
+      return out;
+    };
+    const auto got = run(false), want = run(true);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("tensor " << i);
+      REQUIRE(got[i].size() == want[i].size());
+      for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
+    }
+  }
 }
 
 TEST_CASE("mixers: dense-mlp on tokens equals its MLP on the transposed input, values and gradients",
