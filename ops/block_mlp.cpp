@@ -26,8 +26,8 @@
 #include "ops/block_linear.h"
 #include "ops/common.h"
 #include "ops/elementwise.h"
+#include "ops/gelu_kernel.h"
 #include "ops/tile_gemm.h"
-#include "ops/vec_math.h"
 
 namespace dimix {
 namespace {
@@ -78,10 +78,7 @@ template <class T>
 void forward_panel(const Level& L, const Params<T>& p, int64_t k, int64_t W, const T* X, int64_t xs, T* Y,
                    int64_t ys, T* H) {
   hidden_panel(L, p, k, W, X, xs, H);
-  for (int64_t i = 0; i < L.h * W; ++i) {
-    T unused;
-    H[i] = gelu_erf_vec(H[i], unused);
-  }
+  gelu_erf_array<T>(H, H, nullptr, L.h * W);
   small_gemm<T>(L.b, W, L.h, p.w2 + k * L.b * L.h, L.h, 1, H, W, Y, ys, p.b2 ? p.b2 + k * L.b : nullptr);
 }
 
@@ -91,11 +88,7 @@ void backward_panel(const Level& L, const Params<T>& p, int64_t k, int64_t W, co
                     int64_t dys, T* dX, int64_t dxs, const GradSums<T>& sums, T* H, T* D, T* dA) {
   const int64_t hw = L.h * W;
   hidden_panel(L, p, k, W, X, xs, H);
-  for (int64_t i = 0; i < hw; ++i) {
-    T d;
-    H[i] = gelu_erf_vec(H[i], d);
-    D[i] = d;
-  }
+  gelu_erf_array<T>(H, H, D, hw);
   if (sums.dw2) dot_block<T>(L.b, L.h, 1, W, dY, 0, dys, H, 0, W, sums.dw2 + k * L.b * L.h, L.h);
   if (sums.db2)
     for (int64_t jo = 0; jo < L.b; ++jo) sums.db2[k * L.b + jo] += row_sum(dY + jo * dys, W);

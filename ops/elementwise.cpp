@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "ops/common.h"
+#include "ops/gelu_kernel.h"
 #include "ops/reduce.h"
 #include "ops/vec_math.h"
 
@@ -106,8 +107,19 @@ void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x, double alpha_d) {
         const T e = exp_vec(v < T(0) ? v : T(0));
         return v > T(0) ? v : alpha * (e - T(1));
       });
-    case UnaryOp::gelu_erf:
-      return unary_loop<T>(out, x, [](T v) { return T(0.5) * v * (T(1) + erf_vec(v * T(kSqrt1_2))); });
+    case UnaryOp::gelu_erf: {
+      // Contiguous runs go to the array kernel (AVX-512 intrinsics for f32).
+      T* po = out.data<T>();
+      const T* px = x.data<T>();
+      return strided_apply<2>(out.sizes(), {&out.strides(), &x.strides()},
+                              [&](const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st, int64_t n) {
+                                if (st[0] == 1 && st[1] == 1) return gelu_erf_array<T>(px + off[1], po + off[0], nullptr, n);
+                                for (int64_t i = 0; i < n; ++i) {
+                                  T unused;
+                                  po[off[0] + i * st[0]] = gelu_erf_vec(px[off[1] + i * st[1]], unused);
+                                }
+                              });
+    }
     case UnaryOp::gelu_tanh:
       return unary_loop<T>(out, x, [](T v) {
         return T(0.5) * v * (T(1) + tanh_vec(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
@@ -218,8 +230,18 @@ void unary_with_derivative_loop(const Tensor& out, const Tensor& deriv, const Te
 template <class T>
 void unary_with_derivative_cpu(UnaryOp op, const Tensor& out, const Tensor& deriv, const Tensor& x) {
   switch (op) {
-    case UnaryOp::gelu_erf:
-      return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) { return gelu_erf_vec(v, d); });
+    case UnaryOp::gelu_erf: {
+      T* po = out.data<T>();
+      T* pd = deriv.data<T>();
+      const T* px = x.data<T>();
+      return strided_apply<3>(
+          out.sizes(), {&out.strides(), &deriv.strides(), &x.strides()},
+          [&](const std::array<int64_t, 3>& off, const std::array<int64_t, 3>& st, int64_t n) {
+            if (st[0] == 1 && st[1] == 1 && st[2] == 1) return gelu_erf_array<T>(px + off[2], po + off[0], pd + off[1], n);
+            for (int64_t i = 0; i < n; ++i)
+              po[off[0] + i * st[0]] = gelu_erf_vec(px[off[2] + i * st[2]], pd[off[1] + i * st[1]]);
+          });
+    }
     case UnaryOp::gelu_tanh:
       return unary_with_derivative_loop<T>(out, deriv, x, [](T v, T& d) {
         const T t = tanh_vec(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));
