@@ -9,7 +9,7 @@
 //
 //  inner > 1 (mixing a middle dim): for each (outer o, group k) the product is
 //    Y_k[b_out, inner] = W_k X_k, with X_k's rows g_in*inner apart: a small
-//    GEMM with contiguous rows (tile::small_gemm, or BLAS for big blocks).
+//    GEMM with contiguous rows (tile::small_gemm, or gemm<T> for big blocks).
 //  inner == 1 (mixing the last dim), rows r:
 //    - g_out == 1 and b_out a (near) multiple of the vector width: group k's
 //      outputs are contiguous, so vector lanes run over jo (W_k^T rows are
@@ -66,8 +66,11 @@ struct Side {
   int64_t base(int64_t k) const { return (k / g) * b * g + k % g; }
 };
 
-// Blocks at least this big (b_in * b_out) go to BLAS.
-constexpr int64_t kBlasBlock = 128 * 128;
+// Blocks at least this big (b_in * b_out) go to gemm<T> (for f32 our AVX-512
+// sgemm, ops/cpu_sgemm.h); from about 48 x 48 on, its packed 14 x 32 tiles
+// beat the small-block kernels here (MLP-Mixer token Linears of 64 and 81
+// tokens: t2-dense-h2 and mixer0-l7 steps 5-10% faster than at 128 x 128).
+constexpr int64_t kBlasBlock = 48 * 48;
 
 // Splits [0, n) into at most `max_chunks` chunks of at least `min_size`.
 inline int64_t chunk_count(int64_t n, int64_t min_size, int64_t max_chunks) {
@@ -117,7 +120,7 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
   // inner == 1: rows r = o, mixing the last dim.
   const int64_t R = outer;
   if (blk >= kBlasBlock && in.g == 1 && out.g == 1 && sn == 1) {
-    // Big dense blocks: Y[:, block k] = X[:, block k] W_k^T, BLAS threads it.
+    // Big dense blocks: Y[:, block k] = X[:, block k] W_k^T, gemm<T> threads it.
     for (int64_t k = 0; k < G; ++k) {
       T* yk = y + out.base(k);
       gemm<T>(false, true, R, out.b, in.b, T(1), x + in.base(k), so, w + k * blk, in.b, T(0), yk, n_out);
@@ -273,7 +276,7 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
   // group over many rows would fetch every cache line once per group), and
   // the next sub-chunk is prefetched meanwhile, a share per group (x and
   // dy: either may be out of cache in a training step).
-  // Big dense blocks go to BLAS, over longer sub-chunks.
+  // Big dense blocks go to gemm<T>, over longer sub-chunks.
   const bool blas = blk >= kBlasBlock && out.g == 1 && x_rows && !transposed;
   const int64_t RS = blas ? 256 : 32;
   const int64_t x_span = (n_in - 1) * sn + 1;  // elements of one x row

@@ -71,8 +71,10 @@ TEST_CASE("block_linear kernels: last-dim levels over many rows (sub-chunks, til
       // One row; one group (dense).
       {{1, 121}, 1, 11, 11, 11, 1, 11, true, false},
       {{37, 20}, 1, 1, 20, 9, 1, 1, true, false},
-      // BLAS-sized blocks over more rows than one 256-row sub-chunk.
+      // gemm-sized blocks (b_in * b_out >= 48 * 48) over more rows than one
+      // 256-row sub-chunk; just past the threshold, with a ragged 14-row tile.
       {{300, 256}, 1, 2, 128, 128, 1, 1, true, false},
+      {{61, 98}, 1, 2, 49, 49, 1, 1, true, false},
   });
 }
 
@@ -82,6 +84,9 @@ TEST_CASE("block_linear kernels: middle-dim levels (dot-product tiles)", "[butte
       {{5, 64, 121}, 1, 8, 8, 8, 1, 1, true, false},
       {{5, 64, 121}, 1, 8, 8, 8, 1, 8, true, false},
       {{5, 64, 121}, 1, 8, 8, 8, 8, 1, true, false},
+      // Dense token mixing with gemm-sized blocks (mixer0: 81 tokens -> 162).
+      {{3, 81, 37}, 1, 1, 81, 162, 1, 1, true, false},
+      {{3, 162, 37}, 1, 1, 162, 81, 1, 1, true, false},
       // Mixer token levels: b 7 <-> 14, ragged 4 x 4 tiles.
       {{3, 49, 64}, 1, 7, 7, 14, 1, 1, true, false},
       {{3, 98, 64}, 1, 7, 14, 7, 1, 7, true, false},
