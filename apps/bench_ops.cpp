@@ -8,8 +8,8 @@
 //                   the paper's shapes (PAPERS.md 1.1-1.4): T2 token and channel
 //                   levels, butterfly-mixer-s levels, n = 1024 with b = 32; plus
 //                   the weight and input gradients alone
-//   block_mlp       one Butterfly MLP level as one op vs block_linear + gelu +
-//                   block_linear, at the T2 and butterfly-mixer-s levels
+//   block_mlp       a Butterfly MLP mixer's levels as one op vs one op per level
+//                   vs block_linear + gelu + block_linear, T2 and mixer-s shapes
 //   block_attention butterfly (block 32, strides 1 and 32) vs dense, B8 H8 S1024 hd64;
 //                   and the butterfly ViTs' own shapes (batch 32, hd 8 and 16, blocks 8-64)
 //
@@ -262,43 +262,60 @@ void bench_block_linear() {
 
 // ---- block_mlp ------------------------------------------------------------------------------
 void bench_block_mlp() {
-  std::printf("\nblock_mlp (f32): one Butterfly MLP level (b -> h -> b, GELU) as one op vs the same level as\n"
-              "block_linear + gelu + block_linear\n");
+  std::printf("\nblock_mlp (f32): the levels of a Butterfly MLP mixer (b -> h -> b, GELU) as one op, against one\n"
+              "block_mlp per level and against block_linear + gelu + block_linear per level\n");
   rule();
-  std::printf("%-40s %9s %9s %9s %9s %9s %9s\n", "case", "fwd ms", "f+b ms", "comp fwd", "comp f+b", "x fwd",
-              "x f+b");
+  std::printf("%-40s %8s %8s %8s %8s %8s %8s %7s %7s\n", "case", "fwd ms", "f+b ms", "lvl fwd", "lvl f+b",
+              "cmp fwd", "cmp f+b", "x lvl", "x cmp");
   rule();
   struct Case {
     const char* name;
     Shape x;
-    int64_t dim, b, h, g;
+    int64_t dim, b, h;
+    std::vector<int64_t> strides;
   };
-  // The levels of t2-butterfly-mlp-h1/h2 and butterfly-mixer-s at batch 32.
+  // The mixers of t2-butterfly-mlp-h1/h2 and butterfly-mixer-s at batch 32.
   const std::vector<Case> cases = {
-      {"T2 token [32,64,121] d1 b8 h8 g1", {32, 64, 121}, 1, 8, 8, 1},
-      {"T2 token [32,64,121] d1 b8 h8 g8", {32, 64, 121}, 1, 8, 8, 8},
-      {"T2 token [32,64,121] d1 b8 h16 g8", {32, 64, 121}, 1, 8, 16, 8},
-      {"T2 chan  [2048,121] b11 h11 g1", {2048, 121}, 1, 11, 11, 1},
-      {"T2 chan  [2048,121] b11 h11 g11", {2048, 121}, 1, 11, 11, 11},
-      {"T2 chan  [2048,121] b11 h22 g11", {2048, 121}, 1, 11, 22, 11},
-      {"mixer ch [1568,64] b8 h16 g8", {1568, 64}, 1, 8, 16, 8},
+      {"T2 token [32,64,121] d1 b8 h8 g1,8", {32, 64, 121}, 1, 8, 8, {1, 8}},
+      {"T2 token [32,64,121] d1 b8 h16 g1,8", {32, 64, 121}, 1, 8, 16, {1, 8}},
+      {"T2 chan  [2048,121] b11 h11 g1,11", {2048, 121}, 1, 11, 11, {1, 11}},
+      {"T2 chan  [2048,121] b11 h22 g1,11", {2048, 121}, 1, 11, 22, {1, 11}},
+      {"mixer ch [1568,64] b8 h16 g1,8", {1568, 64}, 1, 8, 16, {1, 8}},
   };
   for (const Case& c : cases) {
     Generator g(4);
     const int64_t G = c.x[c.dim] / c.b;
     const Tensor x = randn(c.x, DType::f32, &g).set_requires_grad(true);
     auto param = [&](const Shape& s) { return mul(randn(s, DType::f32, &g), 0.3).detach().set_requires_grad(true); };
-    const Tensor w1 = param({G, c.h, c.b}), b1 = param({G, c.h}), w2 = param({G, c.b, c.h}), b2 = param({G, c.b});
-    const auto ours =
-        time_fwd_bwd([&](const auto& v) { return block_mlp(v[0], v[1], v[2], v[3], v[4], c.dim, c.g); },
-                     {x, w1, b1, w2, b2});
+    std::vector<Tensor> inputs = {x};
+    for (size_t l = 0; l < c.strides.size(); ++l)
+      for (const Shape& s : {Shape{G, c.h, c.b}, Shape{G, c.h}, Shape{G, c.b, c.h}, Shape{G, c.b}})
+        inputs.push_back(param(s));
+    auto levels = [&](const std::vector<Tensor>& v) {
+      std::vector<BlockMlpLevel> ls;
+      for (size_t l = 0; l < c.strides.size(); ++l)
+        ls.push_back({v[1 + 4 * l], v[2 + 4 * l], v[3 + 4 * l], v[4 + 4 * l], c.strides[l]});
+      return ls;
+    };
+    const auto ours = time_fwd_bwd([&](const auto& v) { return block_mlp(v[0], levels(v), c.dim); }, inputs);
+    const auto per_level = time_fwd_bwd(
+        [&](const auto& v) {
+          Tensor y = v[0];
+          for (const BlockMlpLevel& l : levels(v)) y = block_mlp(y, {l}, c.dim);
+          return y;
+        },
+        inputs);
     const auto comp = time_fwd_bwd(
         [&](const auto& v) {
-          return block_linear(gelu(block_linear(v[0], v[1], v[2], c.dim, c.g, 1)), v[3], v[4], c.dim, 1, c.g);
+          Tensor y = v[0];
+          for (const BlockMlpLevel& l : levels(v))
+            y = block_linear(gelu(block_linear(y, l.w1, l.b1, c.dim, l.stride, 1)), l.w2, l.b2, c.dim, 1, l.stride);
+          return y;
         },
-        {x, w1, b1, w2, b2});
-    std::printf("%-40s %9.3f %9.3f %9.3f %9.3f %9.2f %9.2f\n", c.name, ours.first, ours.second, comp.first,
-                comp.second, comp.first / ours.first, comp.second / ours.second);
+        inputs);
+    std::printf("%-40s %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %7.2f %7.2f\n", c.name, ours.first, ours.second,
+                per_level.first, per_level.second, comp.first, comp.second, per_level.second / ours.second,
+                comp.second / ours.second);
   }
 }
 

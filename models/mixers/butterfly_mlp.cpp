@@ -6,9 +6,10 @@
 //   level i: y = BlockLinear2( GELU( BlockLinear1(x, in stride g_i, out 1) ), in 1, out g_i )
 // The hidden activations live in group-major order (stride 1) and the second
 // product scatters back with stride g_i, so the permute / un-permute of the
-// authors' code never materialise. With the default (exact) GELU a level is
-// one block_mlp op (ops/block_mlp.h), whose hidden block never leaves cache;
-// other activations compose two block_linear calls around the activation.
+// authors' code never materialise. With the default (exact) GELU all levels
+// are one block_mlp op (ops/block_mlp.h), which runs them on one slab of x
+// at a time in cache; other activations compose two block_linear calls
+// around the activation per level.
 #include "models/layers.h"
 #include "models/mixer.h"
 #include "ops/block_linear.h"
@@ -35,12 +36,14 @@ class ButterflyMLPMixer : public Mixer {
     }
   }
   Tensor forward(const Tensor& x, const Tensor&) const override {
+    if (fused_) {
+      std::vector<BlockMlpLevel> levels;
+      for (size_t i = 0; i < strides_.size(); ++i)
+        levels.push_back({fc1_[i]->weight, fc1_[i]->bias, fc2_[i]->weight, fc2_[i]->bias, strides_[i]});
+      return block_mlp(x, levels, axis_);
+    }
     Tensor y = x;
     for (size_t i = 0; i < strides_.size(); ++i) {
-      if (fused_) {
-        y = block_mlp(y, fc1_[i]->weight, fc1_[i]->bias, fc2_[i]->weight, fc2_[i]->bias, axis_, strides_[i]);
-        continue;
-      }
       const Tensor h = act_(fc1_[i]->forward(y, axis_, strides_[i], 1));
       y = fc2_[i]->forward(h, axis_, 1, strides_[i]);
     }
@@ -51,7 +54,7 @@ class ButterflyMLPMixer : public Mixer {
  private:
   int64_t axis_;
   Activation act_;
-  bool fused_;  // exact GELU: one block_mlp op per level
+  bool fused_;  // exact GELU: one block_mlp op for all levels
   std::vector<int64_t> strides_;
   std::vector<std::shared_ptr<BlockLinear>> fc1_, fc2_;
 };
