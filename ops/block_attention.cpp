@@ -337,29 +337,8 @@ void softmax_columns(T* s, int64_t rows, int64_t w, T* __restrict mx, T* __restr
 }
 
 #if DIMIX_TILE_MASKED
-// 2^x for the softmax's x = score - column max <= 0 (base-2 units): the
-// integer part n by rounding, 2^(x - n) on [-1/2, 1/2] by Cephes' exp2f
-// polynomial (relative error 8e-8), and 2^n applied by vscalefps, which
-// also underflows to exactly 0, so masked keys (-1e6) get exactly zero
-// weight. Eleven instructions against exp_vec's twenty. The clamp keeps a
-// -inf score from making inf - inf, and lets a NaN through (vmaxps returns
-// its second operand when either is NaN).
-// (The maskz forms with every lane set are the plain instructions; GCC 12's
-// plain intrinsics trip -Wmaybe-uninitialized on their undefined passthrough.)
-constexpr __mmask16 kAll = 0xFFFF;
-inline __m512 exp2_nonpositive(__m512 x) {
-  x = _mm512_maskz_max_ps(kAll, _mm512_set1_ps(-200.0f), x);
-  const __m512 n = _mm512_maskz_roundscale_ps(kAll, x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(1.535336188319500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.339887440266574e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.618437357674640e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.550332471162809e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.402264791363012e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.931472028550421e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(kAll, p, n);
-}
+using avx512::exp2_nonpositive;  // 2^x for x = score - column max <= 0 (base-2 units)
+using avx512::kAll;
 
 // The f32 column softmax, 16 columns at a time through both passes (a
 // rows x 16 strip stays in L1).
