@@ -4,13 +4,9 @@
 // `dim`; a level has G groups of b positions `g` apart (group k starts at
 // base(k) and its j-th position is base(k) + j * g) and hidden width h.
 //
-// The unit of work is a slab: n positions of W values each, position p at
-// ptr + p * ps, its W values contiguous (the vector lanes):
-//  - inner > 1 (mixing a middle dim, e.g. MLP-Mixer tokens): the slab of row
-//    o is x3[o] where it lies, W = inner;
-//  - inner == 1 (mixing the last dim, e.g. channels): RT = tile_rows(n) rows
-//    of x transposed into a tile [n, RT] (16 x 16 register blocks), so rows
-//    become lanes, W = RT; one transpose in and one out for all levels.
+// The unit of work is a slab (ops/slab.h): a row of `outer` in place for a
+// middle dim (W = inner), RT = tile_rows(n) rows transposed for the last dim
+// (W = RT; one transpose in and one out for all levels).
 // A level on a slab is one "panel" per group: its b positions, g * ps apart.
 // Forward per panel: H = W1_k X + b1_k, H = gelu(H), Y = W2_k H + b2_k, with
 // H [h, W] in a per-thread scratch in L1; levels ping-pong between two
@@ -19,15 +15,15 @@
 // level down, per panel, H is recomputed with gelu' beside it and
 //   dW2_k += dY A^T, db2_k += sum dY, dA = W2_k^T dY, dH = dA * gelu'(H),
 //   dW1_k += dH X^T, db1_k += sum dH, dX = W1_k^T dH.
-// The parameter gradients are summed per chunk of slabs (chunk sizes fixed
-// by the shape, not the thread count) and the chunks added in order, so
-// results are bitwise the same on any number of threads.
+// Parameter gradients are summed per chunk of slabs (slab.h): bitwise the
+// same on any number of threads.
 #include "ops/block_mlp.h"
 
 #include "ops/block_linear.h"
 #include "ops/common.h"
 #include "ops/elementwise.h"
 #include "ops/gelu_kernel.h"
+#include "ops/slab.h"
 #include "ops/tile_gemm.h"
 
 namespace dimix {
@@ -35,6 +31,9 @@ namespace {
 
 using tile::dot_block;
 using tile::small_gemm;
+using slab::load_tile;
+using slab::row_sum;
+using slab::store_tile;
 
 // Rows of x per transposed tile (inner == 1): 128 (eight f32 vectors) while
 // a few tiles [n, rows] fit in L2 together, fewer for long rows. Wide tiles
@@ -42,8 +41,6 @@ using tile::small_gemm;
 // horizontal sum, whose cost 128 lanes amortise twice as well as 64
 // (measured 7-14% off a T2 training step at batch 128).
 int64_t tile_rows(int64_t n) { return n <= 512 ? 128 : n <= 1024 ? 64 : 32; }
-// Elements of x per chunk of the parameter-gradient sums.
-constexpr int64_t kChunkElems = 32768;
 
 // One level: its shape and (raw, contiguous) parameters.
 template <class T>
@@ -58,14 +55,6 @@ template <class T>
 struct GradSums {
   T *dw1 = nullptr, *db1 = nullptr, *dw2 = nullptr, *db2 = nullptr;
 };
-
-template <class T>
-T row_sum(const T* v, int64_t n) {
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += v[i];
-  return s;
-}
 
 // H [h, W] = W1_k X + b1_k (pre-activation).
 template <class T>
@@ -110,19 +99,6 @@ void level_backward(const Level<T>& L, int64_t W, const T* X, int64_t xps, const
   }
 }
 
-// Rows [r0, r0 + rows) of x3 (inner == 1, element stride sn) into xt
-// [n, RT], lanes past `rows` zero.
-template <class T>
-void load_tile(const T* x, int64_t so, int64_t sn, int64_t n, int64_t r0, int64_t rows, int64_t RT, T* xt) {
-  if (rows < RT) std::fill(xt, xt + n * RT, T(0));
-  if (sn == 1) {
-    tile::transpose(x + r0 * so, so, xt, RT, rows, n);
-  } else {
-    for (int64_t p = 0; p < n; ++p)
-      for (int64_t r = 0; r < rows; ++r) xt[p * RT + r] = x[(r0 + r) * so + p * sn];
-  }
-}
-
 template <class T>
 int64_t max_hidden(const std::vector<Level<T>>& levels) {
   int64_t h = 1;
@@ -161,7 +137,7 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const std::vector<Level<T>>
           src = dst;
           sps = W;
         }
-        if (tiled) tile::transpose(src, W, y + u * W * n, n, n, std::min(W, outer - u * W));
+        if (tiled) store_tile(src, n, u * W, std::min(W, outer - u * W), W, y);
       });
 }
 
@@ -180,7 +156,7 @@ void backward_cpu(const Tensor& dx3, const Tensor& dy3, const Tensor& x3, const 
   const bool tiled = inner == 1;
   const int64_t W = tiled ? tile_rows(n) : inner;
   const int64_t units = tiled ? (outer + W - 1) / W : outer;
-  const int64_t per_chunk = std::max<int64_t>(1, kChunkElems / (n * W));
+  const int64_t per_chunk = slab::units_per_chunk(n, W);
   const int64_t chunks = (units + per_chunk - 1) / per_chunk;
   // One chunk's partial sums: per level dw1 | db1 | dw2 | db2.
   std::vector<int64_t> offset(nl + 1, 0);
@@ -251,7 +227,7 @@ void backward_cpu(const Tensor& dx3, const Tensor& dy3, const Tensor& x3, const 
             g = dst;
             g_ps = W;
           }
-          if (tiled && dx) tile::transpose(dx_slab, W, dx + r0 * n, n, n, rows);
+          if (tiled && dx) store_tile(dx_slab, n, r0, rows, W, dx);
         }
       });
   for (int64_t l = 0; l < nl; ++l) {
