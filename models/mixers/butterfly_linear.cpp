@@ -9,8 +9,12 @@
 // with the stride permutation between them folded into indexing. As in the
 // authors' code the output stays in the second factor's group order.
 // Parameters: 4 h b^3 + h b^2 + b^2 (4 b^3 + 2 b^2 at h = 1).
+// With ELU (its default) or exact GELU the four products are one block_chain
+// op (ops/block_chain.h), which runs them on one slab of x at a time in
+// cache; other activations compose four block_linear calls.
 #include "models/layers.h"
 #include "models/mixer.h"
+#include "ops/block_chain.h"
 
 namespace dimix {
 namespace {
@@ -18,7 +22,9 @@ namespace {
 class ButterflyLinearMixer : public Mixer {
  public:
   explicit ButterflyLinearMixer(const MixerSpec& s)
-      : axis_(s.axis), act_(activation(s.activation.empty() ? "elu" : s.activation)) {
+      : axis_(s.axis),
+        act_name_(s.activation.empty() ? "elu" : s.activation),
+        act_(activation(act_name_)) {
     DIMIX_CHECK(s.axis == 1 || s.axis == 2, "butterfly-linear: axis must be 1 or 2, got ", s.axis);
     b_ = s.block > 0 ? s.block : default_block(s.n);
     DIMIX_CHECK(b_ * b_ == s.n, "butterfly-linear: needs n = b^2, got n = ", s.n, " with b = ", b_);
@@ -29,6 +35,13 @@ class ButterflyLinearMixer : public Mixer {
     l2b_ = register_module("layer2.factor2", std::make_shared<BlockLinear>(b_, bh_, b_, true));
   }
   Tensor forward(const Tensor& x, const Tensor&) const override {
+    if (act_name_ == "elu" || act_name_ == "gelu")
+      return block_chain(x,
+                         {{l1a_->weight, l1a_->bias, 1, 1, ""},
+                          {l1b_->weight, l1b_->bias, bh_, 1, act_name_},
+                          {l2a_->weight, l2a_->bias, 1, 1, ""},
+                          {l2b_->weight, l2b_->bias, b_, 1, ""}},
+                         axis_);
     Tensor y = l1a_->forward(x, axis_, 1, 1);
     y = act_(l1b_->forward(y, axis_, bh_, 1));
     y = l2a_->forward(y, axis_, 1, 1);
@@ -38,6 +51,7 @@ class ButterflyLinearMixer : public Mixer {
 
  private:
   int64_t axis_, b_ = 0, bh_ = 0;
+  std::string act_name_;
   Activation act_;
   std::shared_ptr<BlockLinear> l1a_, l1b_, l2a_, l2b_;
 };

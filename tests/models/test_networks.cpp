@@ -200,6 +200,50 @@ TEST_CASE("mixers: butterfly-mlp (one block_mlp op per level) equals its levels 
   }
 }
 
+TEST_CASE("mixers: butterfly-linear (one block_chain op) equals its four products with ELU, values and gradients",
+          "[models][mixers]") {
+  // n = 16, b = 4, hidden 8, on tokens (axis 1, inner 3) and on features.
+  for (int64_t axis : {1, 2}) {
+    INFO("axis " << axis);
+    init::seed(12);
+    MixerSpec s;
+    s.n = 16;
+    s.axis = axis;
+    s.expansion = 2;
+    auto m = make_mixer("butterfly-linear", s);
+    std::map<std::string, Tensor> p;
+    for (const auto& [name, t] : m->named_parameters()) p[name] = t;
+    REQUIRE(p.size() == 6);
+    Generator g(4);
+    const Shape shape = axis == 1 ? Shape{5, 16, 3} : Shape{5, 3, 16};
+    const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
+    auto run = [&](bool reference) {
+      m->zero_grad();
+      Tensor x = x0.detach().set_requires_grad(true);
+      Tensor y;
+      if (reference) {
+        y = block_linear(x, p.at("layer1.factor1.weight"), Tensor(), axis, 1, 1);
+        y = elu(block_linear(y, p.at("layer1.factor2.weight"), p.at("layer1.factor2.bias"), axis, 8, 1));
+        y = block_linear(y, p.at("layer2.factor1.weight"), Tensor(), axis, 1, 1);
+        y = block_linear(y, p.at("layer2.factor2.weight"), p.at("layer2.factor2.bias"), axis, 4, 1);
+      } else {
+        y = m->forward(x);
+      }
+      backward(y, up);
+      std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
+      for (const auto& [name, t] : m->named_parameters()) out.push_back(t.grad().to_vector<double>());
+      return out;
+    };
+    const auto got = run(false), want = run(true);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("tensor " << i);
+      REQUIRE(got[i].size() == want[i].size());
+      for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
+    }
+  }
+}
+
 TEST_CASE("mixers: dense-mlp on tokens equals its MLP on the transposed input, values and gradients",
           "[models][mixers]") {
   // The token mixer runs its Linears along dim 1 in place (block_linear with
