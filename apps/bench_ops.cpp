@@ -3,7 +3,7 @@
 //
 //   GEMM            matmul / gemm<float> vs a direct cblas_sgemm call
 //   elementwise     add, mul, gelu on [32768, 128] (GB/s of tensor traffic)
-//   softmax         [256, 64, 64], [64, 1024, 1024]; layer_norm [8192, 64], [32768, 64]
+//   softmax         [256, 64, 64], [64, 1024, 1024]; layer_norm [8192, 64], [32768, 64], [8192, 121]
 //   block_linear    vs its composite (permute + batched matmul + un-permute) at
 //                   the paper's shapes (PAPERS.md 1.1-1.4): T2 token and channel
 //                   levels, butterfly-mixer-s levels, n = 1024 with b = 32; plus
@@ -162,10 +162,11 @@ void bench_memory_bound() {
     const double e = 4.0 * x.numel();
     row("softmax " + shape_str(s), 2 * e, 5 * e, time_fwd_bwd([](const auto& v) { return softmax(v[0], -1); }, {x}));
   }
-  for (const Shape& s : {Shape{8192, 64}, Shape{32768, 64}}) {
+  // ... and the T2 mixers' rows of 121 channels (a ragged vector tail).
+  for (const Shape& s : {Shape{8192, 64}, Shape{32768, 64}, Shape{8192, 121}}) {
     const Tensor x = randn(s, DType::f32, &g).set_requires_grad(true);
-    const Tensor w = randn({64}, DType::f32, &g).set_requires_grad(true);
-    const Tensor b = randn({64}, DType::f32, &g).set_requires_grad(true);
+    const Tensor w = randn({s[1]}, DType::f32, &g).set_requires_grad(true);
+    const Tensor b = randn({s[1]}, DType::f32, &g).set_requires_grad(true);
     const double e = 4.0 * x.numel();
     row("layer_norm " + shape_str(s), 2 * e, 5 * e,
         time_fwd_bwd([](const auto& v) { return layer_norm(v[0], v[1], v[2]); }, {x, w, b}));
