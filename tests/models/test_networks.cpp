@@ -2,6 +2,7 @@
 // (PAPERS.md 1.8 / 1.6), forward + backward on a CPU batch for every named
 // network, mixer registry behaviour, and layer-level checks.
 #include <catch2/catch.hpp>
+#include <functional>
 #include <map>
 
 #include "autograd/node.h"
@@ -150,11 +151,43 @@ TEST_CASE("mixers: butterfly-mlp mixes every input into every output", "[models]
   CHECK(make_mixer("butterfly-mlp", one)->num_parameters() == 4 * 8 + 8 + 8 * 4 + 4);
 }
 
-TEST_CASE("mixers: butterfly-mlp (one block_mlp op per level) equals its levels composed, values and gradients",
+namespace {
+
+// A mixer's output and the gradients of its input and every parameter (under
+// one random weighting) equal those of `reference`, which computes the same
+// map from the input and the mixer's own parameter tensors (by name).
+void check_mixer_matches(
+    Mixer& m, const Shape& shape,
+    const std::function<Tensor(const Tensor&, const std::map<std::string, Tensor>&)>& reference) {
+  std::map<std::string, Tensor> p;
+  for (const auto& [name, t] : m.named_parameters()) p[name] = t;
+  Generator g(4);
+  const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
+  auto run = [&](bool ref) {
+    m.zero_grad();
+    Tensor x = x0.detach().set_requires_grad(true);
+    const Tensor y = ref ? reference(x, p) : m.forward(x);
+    backward(y, up);
+    std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
+    for (const auto& [name, t] : m.named_parameters()) out.push_back(t.grad().to_vector<double>());
+    return out;
+  };
+  const auto got = run(false), want = run(true);
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("tensor " << i << " (0: output, 1: input gradient, then the parameters' gradients)");
+    REQUIRE(got[i].size() == want[i].size());
+    for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("mixers: butterfly-mlp (one block_mlp op) equals its levels composed, values and gradients",
           "[models][mixers]") {
   // n = 27, b = 3: three levels with strides 1, 3, 9, on tokens (axis 1,
   // inner 4) and on features (axis 2). The reference composes each level as
-  // block_linear, GELU, block_linear with the mixer's own parameter tensors.
+  // block_linear, GELU, block_linear.
   for (int64_t axis : {1, 2}) {
     INFO("axis " << axis);
     init::seed(11);
@@ -165,38 +198,16 @@ TEST_CASE("mixers: butterfly-mlp (one block_mlp op per level) equals its levels 
     s.expansion = 2;
     s.capped_strides = false;
     auto m = make_mixer("butterfly-mlp", s);
-    std::map<std::string, Tensor> p;
-    for (const auto& [name, t] : m->named_parameters()) p[name] = t;
-    REQUIRE(p.size() == 12);
-    REQUIRE(p.at("levels.2.fc1.weight").sizes() == Shape{9, 6, 3});
-    Generator g(4);
-    const Shape shape = axis == 1 ? Shape{5, 27, 4} : Shape{5, 4, 27};
-    const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
-    auto run = [&](bool reference) {
-      m->zero_grad();
-      Tensor x = x0.detach().set_requires_grad(true);
+    REQUIRE(m->named_parameters().size() == 12);
+    check_mixer_matches(*m, axis == 1 ? Shape{5, 27, 4} : Shape{5, 4, 27}, [&](const Tensor& x, const auto& p) {
       Tensor y = x;
-      if (reference) {
-        for (int64_t i = 0, stride = 1; i < 3; ++i, stride *= 3) {
-          const std::string l = "levels." + std::to_string(i) + ".";
-          const Tensor h = gelu(block_linear(y, p.at(l + "fc1.weight"), p.at(l + "fc1.bias"), axis, stride, 1));
-          y = block_linear(h, p.at(l + "fc2.weight"), p.at(l + "fc2.bias"), axis, 1, stride);
-        }
-      } else {
-        y = m->forward(x);
+      for (int64_t i = 0, stride = 1; i < 3; ++i, stride *= 3) {
+        const std::string l = "levels." + std::to_string(i) + ".";
+        const Tensor h = gelu(block_linear(y, p.at(l + "fc1.weight"), p.at(l + "fc1.bias"), axis, stride, 1));
+        y = block_linear(h, p.at(l + "fc2.weight"), p.at(l + "fc2.bias"), axis, 1, stride);
       }
-      backward(y, up);
-      std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
-      for (const auto& [name, t] : m->named_parameters()) out.push_back(t.grad().to_vector<double>());
-      return out;
-    };
-    const auto got = run(false), want = run(true);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      INFO("tensor " << i);
-      REQUIRE(got[i].size() == want[i].size());
-      for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
-    }
+      return y;
+    });
   }
 }
 
@@ -211,36 +222,13 @@ TEST_CASE("mixers: butterfly-linear (one block_chain op) equals its four product
     s.axis = axis;
     s.expansion = 2;
     auto m = make_mixer("butterfly-linear", s);
-    std::map<std::string, Tensor> p;
-    for (const auto& [name, t] : m->named_parameters()) p[name] = t;
-    REQUIRE(p.size() == 6);
-    Generator g(4);
-    const Shape shape = axis == 1 ? Shape{5, 16, 3} : Shape{5, 3, 16};
-    const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
-    auto run = [&](bool reference) {
-      m->zero_grad();
-      Tensor x = x0.detach().set_requires_grad(true);
-      Tensor y;
-      if (reference) {
-        y = block_linear(x, p.at("layer1.factor1.weight"), Tensor(), axis, 1, 1);
-        y = elu(block_linear(y, p.at("layer1.factor2.weight"), p.at("layer1.factor2.bias"), axis, 8, 1));
-        y = block_linear(y, p.at("layer2.factor1.weight"), Tensor(), axis, 1, 1);
-        y = block_linear(y, p.at("layer2.factor2.weight"), p.at("layer2.factor2.bias"), axis, 4, 1);
-      } else {
-        y = m->forward(x);
-      }
-      backward(y, up);
-      std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
-      for (const auto& [name, t] : m->named_parameters()) out.push_back(t.grad().to_vector<double>());
-      return out;
-    };
-    const auto got = run(false), want = run(true);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      INFO("tensor " << i);
-      REQUIRE(got[i].size() == want[i].size());
-      for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
-    }
+    REQUIRE(m->named_parameters().size() == 6);
+    check_mixer_matches(*m, axis == 1 ? Shape{5, 16, 3} : Shape{5, 3, 16}, [&](const Tensor& x, const auto& p) {
+      Tensor y = block_linear(x, p.at("layer1.factor1.weight"), Tensor(), axis, 1, 1);
+      y = elu(block_linear(y, p.at("layer1.factor2.weight"), p.at("layer1.factor2.bias"), axis, 8, 1));
+      y = block_linear(y, p.at("layer2.factor1.weight"), Tensor(), axis, 1, 1);
+      return block_linear(y, p.at("layer2.factor2.weight"), p.at("layer2.factor2.bias"), axis, 4, 1);
+    });
   }
 }
 

@@ -72,6 +72,35 @@ inline Tensor block_linear_oracle(const Tensor& x, const Tensor& weight, const T
   return reshape(contiguous(transpose(y5, 2, 3)), out_shape);
 }
 
+// A random x of `shape` requiring grad; with noncontig, every other element
+// of a twice-as-wide last dim.
+inline Tensor random_input(const Shape& shape, bool noncontig, DType t, Generator& gen) {
+  Tensor x;
+  if (noncontig) {
+    Shape wide = shape;
+    wide.back() *= 2;
+    x = slice(randn(wide, t, &gen), -1, 0, wide.back(), 2).detach();
+    REQUIRE(!x.is_contiguous());
+  } else {
+    x = randn(shape, t, &gen);
+  }
+  x.set_requires_grad(true);
+  return x;
+}
+
+// y equals its reference ref: the values, then every leaf's gradient under
+// one random weighting of the output.
+inline void check_values_and_grads(const Tensor& y, const Tensor& ref, const std::vector<Tensor>& leaves,
+                                   double tol, Generator& gen) {
+  check_close(y, ref, tol, "forward");
+  const Tensor weighting = randn(ref.sizes(), ref.dtype(), &gen);
+  const auto got = leaf_grads(y, weighting, leaves), want = leaf_grads(ref, weighting, leaves);
+  for (size_t i = 0; i < leaves.size(); ++i) {
+    REQUIRE(got[i].defined());
+    check_close(got[i], want[i], tol, "gradient of leaf " + std::to_string(i) + " (0: the input)");
+  }
+}
+
 // x of shape `x`, weight [G, b_out, b_in], bias [G, b_out] (or none);
 // noncontig makes x every other element of a twice-as-wide last dim.
 struct BlockLinearCase {
@@ -83,16 +112,7 @@ struct BlockLinearCase {
 // x, weight, bias (maybe undefined) for a case, all requiring grad.
 inline std::vector<Tensor> block_linear_inputs(const BlockLinearCase& c, DType t) {
   Generator gen(17 + c.G * 31 + c.b_in * 7 + c.b_out * 3 + c.g_in * 5 + c.g_out);
-  Tensor x;
-  if (c.noncontig) {
-    Shape wide = c.x;
-    wide.back() *= 2;
-    x = slice(randn(wide, t, &gen), -1, 0, wide.back(), 2).detach();
-    REQUIRE(!x.is_contiguous());
-  } else {
-    x = randn(c.x, t, &gen);
-  }
-  x.set_requires_grad(true);
+  const Tensor x = random_input(c.x, c.noncontig, t, gen);
   const Tensor w = randn({c.G, c.b_out, c.b_in}, t, &gen).set_requires_grad(true);
   const Tensor b = c.bias ? randn({c.G, c.b_out}, t, &gen).set_requires_grad(true) : Tensor();
   return {x, w, b};
@@ -103,17 +123,10 @@ inline void check_block_linear(const BlockLinearCase& c, DType t, double tol) {
   const auto in = block_linear_inputs(c, t);
   const Tensor y = block_linear(in[0], in[1], in[2], c.dim, c.g_in, c.g_out);
   const Tensor y_ref = block_linear_oracle(in[0], in[1], in[2], c.dim, c.g_in, c.g_out);
-  check_close(y, y_ref, tol, "forward");
   Generator gen(7);
-  const Tensor weighting = randn(y.sizes(), t, &gen);
   std::vector<Tensor> leaves{in[0], in[1]};
   if (c.bias) leaves.push_back(in[2]);
-  const auto g = leaf_grads(y, weighting, leaves), g_ref = leaf_grads(y_ref, weighting, leaves);
-  const char* names[] = {"dX", "dW", "db"};
-  for (size_t i = 0; i < leaves.size(); ++i) {
-    REQUIRE(g[i].defined());
-    check_close(g[i], g_ref[i], tol, names[i]);
-  }
+  check_values_and_grads(y, y_ref, leaves, tol, gen);
 }
 
 }  // namespace dimix::test

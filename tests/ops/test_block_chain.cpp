@@ -37,15 +37,7 @@ void check_chain(const Shape& shape, int64_t dim, const std::vector<StepSpec>& s
   INFO("x " << shape_str(shape) << " dim " << dim << " steps " << specs.size() << (noncontig ? " noncontig" : "")
             << " " << dtype_name(t));
   Generator g(static_cast<uint64_t>(shape_numel(shape) + specs.size()));
-  Tensor x;
-  if (noncontig) {
-    Shape wide = shape;
-    wide.back() *= 2;
-    x = slice(randn(wide, t, &g), -1, 0, wide.back(), 2).detach();
-  } else {
-    x = randn(shape, t, &g);
-  }
-  x.set_requires_grad(true);
+  const Tensor x = random_input(shape, noncontig, t, g);
   std::vector<Tensor> leaves = {x};
   std::vector<BlockChainStep> steps;
   for (const StepSpec& s : specs) {
@@ -70,13 +62,7 @@ void check_chain(const Shape& shape, int64_t dim, const std::vector<StepSpec>& s
     if (s.activation == "elu") ref = elu(ref);
     if (s.activation == "gelu") ref = gelu(ref);
   }
-  check_close(y, ref, tol, "forward");
-  const Tensor weighting = randn(ref.sizes(), t, &g);
-  const auto got = leaf_grads(y, weighting, leaves), want = leaf_grads(ref, weighting, leaves);
-  for (size_t i = 0; i < leaves.size(); ++i) {
-    REQUIRE(got[i].defined());
-    check_close(got[i], want[i], tol, "gradient of leaf " + std::to_string(i) + " (0: x)");
-  }
+  check_values_and_grads(y, ref, leaves, tol, g);
 }
 
 }  // namespace

@@ -33,15 +33,7 @@ void check_case(const MlpCase& c, DType t, double tol) {
             << c.strides.size() << " last stride " << c.strides.back() << (c.bias ? " bias" : "")
             << (c.noncontig ? " noncontig" : "") << " " << dtype_name(t));
   Generator g(static_cast<uint64_t>(c.G * 1000 + c.b * 10 + c.h));
-  Tensor x;
-  if (c.noncontig) {
-    Shape wide = c.x;
-    wide.back() *= 2;
-    x = slice(randn(wide, t, &g), -1, 0, wide.back(), 2).detach();
-  } else {
-    x = randn(c.x, t, &g);
-  }
-  x.set_requires_grad(true);
+  const Tensor x = random_input(c.x, c.noncontig, t, g);
   auto param = [&](const Shape& s, double scale) {
     Tensor p = mul(randn(s, t, &g), scale).detach();
     p.set_requires_grad(true);
@@ -65,13 +57,7 @@ void check_case(const MlpCase& c, DType t, double tol) {
   for (const BlockMlpLevel& l : levels)
     ref = block_linear_oracle(gelu(block_linear_oracle(ref, l.w1, l.b1, c.dim, l.stride, 1)), l.w2, l.b2, c.dim, 1,
                               l.stride);
-  check_close(y, ref, tol, "forward");
-  const Tensor weighting = randn(ref.sizes(), t, &g);
-  const auto got = leaf_grads(y, weighting, leaves), want = leaf_grads(ref, weighting, leaves);
-  for (size_t i = 0; i < leaves.size(); ++i) {
-    REQUIRE(got[i].defined());
-    check_close(got[i], want[i], tol, "gradient of leaf " + std::to_string(i) + " (0: x)");
-  }
+  check_values_and_grads(y, ref, leaves, tol, g);
 }
 
 }  // namespace
