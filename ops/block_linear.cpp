@@ -70,7 +70,7 @@ struct Side {
 // sgemm, ops/cpu_sgemm.h); from about 48 x 48 on, its packed 14 x 32 tiles
 // beat the small-block kernels here (MLP-Mixer token Linears of 64 and 81
 // tokens: t2-dense-h2 and mixer0-l7 steps 5-10% faster than at 128 x 128).
-constexpr int64_t kBlasBlock = 48 * 48;
+constexpr int64_t kGemmBlock = 48 * 48;
 
 // Splits [0, n) into at most `max_chunks` chunks of at least `min_size`.
 inline int64_t chunk_count(int64_t n, int64_t min_size, int64_t max_chunks) {
@@ -104,7 +104,7 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
         const T* bk = bias ? bias + k * out.b : nullptr;
         const T* xk = x + o * so + in.base(k) * sn;
         T* yk = y + (o * n_out + out.base(k)) * inner;
-        if (blk >= kBlasBlock) {
+        if (blk >= kGemmBlock) {
           gemm<T>(false, false, out.b, inner, in.b, T(1), wk, in.b, xk, in.g * sn, T(0), yk, out.g * inner);
           if (bk)
             for (int64_t jo = 0; jo < out.b; ++jo)
@@ -119,7 +119,7 @@ void forward_cpu(const Tensor& y3, const Tensor& x3, const T* w, const T* bias, 
 
   // inner == 1: rows r = o, mixing the last dim.
   const int64_t R = outer;
-  if (blk >= kBlasBlock && in.g == 1 && out.g == 1 && sn == 1) {
+  if (blk >= kGemmBlock && in.g == 1 && out.g == 1 && sn == 1) {
     // Big dense blocks: Y[:, block k] = X[:, block k] W_k^T, gemm<T> threads it.
     for (int64_t k = 0; k < G; ++k) {
       T* yk = y + out.base(k);
@@ -226,7 +226,7 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
     const int64_t OS = std::max<int64_t>(1, (48 << 10) / std::max<int64_t>(1, (in.b + out.b) * inner * sizeof(T)));
     const bool slices_outer = G * blk * L * static_cast<int64_t>(sizeof(T)) <= (256 << 10);
     auto body = [&](int64_t o0, int64_t o1, T* part) {
-      if (blk >= kBlasBlock) {
+      if (blk >= kGemmBlock) {
         for (int64_t k = 0; k < G; ++k)
           for (int64_t o = o0; o < o1; ++o)
             gemm<T>(false, true, out.b, in.b, inner, T(1), dy + (o * n_out + out.base(k)) * inner, out.g * inner,
@@ -277,7 +277,7 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
   // the next sub-chunk is prefetched meanwhile, a share per group (x and
   // dy: either may be out of cache in a training step).
   // Big dense blocks go to gemm<T>, over longer sub-chunks.
-  const bool blas = blk >= kBlasBlock && out.g == 1 && x_rows && !transposed;
+  const bool blas = blk >= kGemmBlock && out.g == 1 && x_rows && !transposed;
   const int64_t RS = blas ? 256 : 32;
   const int64_t x_span = (n_in - 1) * sn + 1;  // elements of one x row
   auto prefetch_rows = [&](int64_t r0, int64_t r1, int64_t part, int64_t parts) {

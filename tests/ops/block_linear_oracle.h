@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "ops/block_linear.h"
 #include "ops/elementwise.h"
@@ -37,6 +38,18 @@ inline double max_abs(const Tensor& a) {
 inline void check_close(const Tensor& got, const Tensor& ref, double tol, const std::string& what) {
   INFO(what << ": max |diff| " << max_abs_diff(got, ref) << ", scale " << max_abs(ref));
   CHECK(max_abs_diff(got, ref) <= tol * std::max(1.0, max_abs(ref)));
+}
+
+// fn() run with the pool at `threads` threads, the previous count restored
+// afterwards (also when fn throws).
+template <class F>
+auto on_threads(int threads, F&& fn) {
+  struct Restore {
+    int before = get_num_threads();
+    ~Restore() { set_num_threads(before); }
+  } restore;
+  set_num_threads(threads);
+  return fn();
 }
 
 // The leaves' gradients after backward(out, weighting), then cleared.

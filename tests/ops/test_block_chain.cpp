@@ -10,7 +10,6 @@
 // errors naming the step.
 #include <catch2/catch.hpp>
 
-#include "core/parallel.h"
 #include "ops/block_chain.h"
 #include "tests/ops/block_linear_oracle.h"
 
@@ -110,11 +109,7 @@ TEST_CASE("block_chain gradients are bitwise the same on 1 and 2 threads", "[blo
     }
     const Tensor weighting = randn(shape, DType::f32, &g);
     auto grads = [&](int threads) {
-      const int before = get_num_threads();
-      set_num_threads(threads);
-      const auto gs = leaf_grads(block_chain(x, steps, dim), weighting, leaves);
-      set_num_threads(before);
-      return gs;
+      return on_threads(threads, [&] { return leaf_grads(block_chain(x, steps, dim), weighting, leaves); });
     };
     const auto one = grads(1), two = grads(2);
     for (size_t i = 0; i < leaves.size(); ++i) CHECK(one[i].to_vector<float>() == two[i].to_vector<float>());

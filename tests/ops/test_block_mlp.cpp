@@ -11,7 +11,6 @@
 // shapes are errors naming what was expected.
 #include <catch2/catch.hpp>
 
-#include "core/parallel.h"
 #include "ops/block_mlp.h"
 #include "tests/ops/block_linear_oracle.h"
 
@@ -104,11 +103,7 @@ TEST_CASE("block_mlp gradients are bitwise the same on 1 and 2 threads", "[block
     for (const Tensor& t : leaves) t.set_requires_grad(true);
     const Tensor weighting = randn(c.x, DType::f32, &g);
     auto grads = [&](int threads) {
-      const int before = get_num_threads();
-      set_num_threads(threads);
-      const auto gs = leaf_grads(block_mlp(x, levels, c.dim), weighting, leaves);
-      set_num_threads(before);
-      return gs;
+      return on_threads(threads, [&] { return leaf_grads(block_mlp(x, levels, c.dim), weighting, leaves); });
     };
     const auto one = grads(1), two = grads(2);
     for (size_t i = 0; i < leaves.size(); ++i) CHECK(one[i].to_vector<float>() == two[i].to_vector<float>());
