@@ -17,7 +17,11 @@
 //   dZ = dA * act'(Z),  dW_k += dZ_k X_k^T,  db_k += sum dZ_k,  dX_k = W_k^T dZ_k
 // with the group panels read where they lie. Parameter gradients are summed
 // per chunk of slabs (slab.h): bitwise the same on any number of threads.
+// This file is the chain's slab::Body; the driver in slab.h runs it over x,
+// with the optional norm and residual around it (PreNormResidual).
 #include "ops/block_chain.h"
+
+#include <array>
 
 #include "ops/block_linear.h"
 #include "ops/common.h"
@@ -128,126 +132,63 @@ int64_t tile_rows(int64_t n_max, int64_t n_steps, int64_t elem) {
   return 16;
 }
 
-// y3 [outer, n_last, inner] (contiguous) = the chain applied to x3.
+// The chain as a slab::Body (slab.h): the driver feeds it slabs, tiles and
+// gradient chunks.
 template <class T>
-void forward_cpu(const Tensor& y3, const Tensor& x3, const std::vector<Step<T>>& steps) {
-  const int64_t outer = x3.sizes()[0], n0 = x3.sizes()[1], inner = x3.sizes()[2];
-  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
-  const T* x = x3.data<T>();
-  T* y = y3.data<T>();
-  const int64_t L = static_cast<int64_t>(steps.size()), n_last = steps.back().n_out();
-  const int64_t n_max = max_length(n0, steps);
-  const bool tiled = inner == 1;
-  const int64_t W = tiled ? tile_rows(n_max, L, sizeof(T)) : inner;
-  const int64_t units = tiled ? (outer + W - 1) / W : outer;
-  struct Scratch {
-    std::vector<T> a, b;
-  };
-  tile::for_each_task(
-      units, [&] { return Scratch{std::vector<T>(n_max * W), std::vector<T>(n_max * W)}; },
-      [&](Scratch& s, int64_t u) {
-        const int64_t r0 = u * W, rows = tiled ? std::min(W, outer - r0) : 0;
-        const T* src = x + u * so;
-        int64_t sps = sn;
-        if (tiled) {
-          load_tile(x, so, sn, n0, r0, rows, W, s.a.data());
-          src = s.a.data();
-          sps = W;
-        }
-        for (int64_t i = 0; i < L; ++i) {
-          T* dst = i == L - 1 && !tiled ? y + u * n_last * inner : (src == s.a.data() ? s.b.data() : s.a.data());
-          step_forward(steps[i], W, src, sps, dst, static_cast<T*>(nullptr));
-          src = dst;
-          sps = W;
-        }
-        if (tiled) store_tile(src, n_last, r0, rows, W, y);
-      });
-}
+struct ChainBody {
+  std::vector<Step<T>> steps;
+  std::vector<std::array<bool, 2>> want;  // per step: dw, db wanted
+  int64_t n_in, n_out, n_max;
+  std::vector<int64_t> offset;  // per step, where its dw | db start in the sums
 
-// dx3 (contiguous, or undefined) and the parameter gradients (out[i]: step
-// i's dw / db, null where not wanted) from dy3 (contiguous) and the saved x3.
-template <class T>
-void backward_cpu(const Tensor& dx3, const Tensor& dy3, const Tensor& x3, const std::vector<Step<T>>& steps,
-                  const std::vector<GradSums<T>>& out) {
-  const int64_t outer = x3.sizes()[0], n0 = x3.sizes()[1], inner = x3.sizes()[2];
-  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
-  const T* x = x3.data<T>();
-  const T* dy = dy3.data<T>();
-  T* dx = dx3.defined() ? dx3.data<T>() : nullptr;
-  const int64_t L = static_cast<int64_t>(steps.size()), n_last = steps.back().n_out();
-  const int64_t n_max = max_length(n0, steps);
-  const bool tiled = inner == 1;
-  const int64_t W = tiled ? tile_rows(n_max, L, sizeof(T)) : inner;
-  const int64_t units = tiled ? (outer + W - 1) / W : outer;
-  const int64_t per_chunk = slab::units_per_chunk(n0, W);
-  const int64_t chunks = (units + per_chunk - 1) / per_chunk;
-  std::vector<int64_t> offset(L + 1, 0);  // per step: dw | db
-  for (int64_t i = 0; i < L; ++i) offset[i + 1] = offset[i] + steps[i].G * steps[i].b_out * (steps[i].b_in + 1);
-  std::vector<T> partial(chunks * offset[L], T(0));
-  // Scratch slabs [n_max, W]: 0..L-1 step outputs, L..2L-1 slopes, then two
-  // gradient slabs, the slope-scaled gradient, and the x / dy / dx tiles.
-  const int64_t sz = n_max * W;
-  tile::for_each_task(
-      chunks, [&] { return std::vector<T>((2 * L + 6) * sz); },
-      [&](std::vector<T>& s, int64_t c) {
-        auto slab_at = [&](int64_t j) { return s.data() + j * sz; };
-        std::vector<GradSums<T>> sums(L);
-        for (int64_t i = 0; i < L; ++i) {
-          T* base = partial.data() + c * offset[L] + offset[i];
-          if (out[i].dw) sums[i].dw = base;
-          if (out[i].db) sums[i].db = base + steps[i].G * steps[i].b_out * steps[i].b_in;
-        }
-        T* gbuf[2] = {slab_at(2 * L), slab_at(2 * L + 1)};
-        T* scaled = slab_at(2 * L + 2);
-        for (int64_t u = c * per_chunk; u < std::min(units, (c + 1) * per_chunk); ++u) {
-          const int64_t r0 = u * W, rows = tiled ? std::min(W, outer - r0) : 0;
-          // Inputs: in[0] is x's slab, in[i + 1] the output of step i.
-          const T* in0 = x + u * so;
-          int64_t in0_ps = sn;
-          if (tiled) {
-            load_tile(x, so, sn, n0, r0, rows, W, slab_at(2 * L + 3));
-            in0 = slab_at(2 * L + 3);
-            in0_ps = W;
-          }
-          for (int64_t i = 0; i < L; ++i) {
-            if (i == L - 1 && steps[i].act == Act::none) break;  // its output is not needed
-            step_forward(steps[i], W, i == 0 ? in0 : slab_at(i - 1), i == 0 ? in0_ps : W, slab_at(i),
-                         steps[i].act == Act::none ? nullptr : slab_at(L + i));
-          }
-          const T* g = dy + u * n_last * inner;  // contiguous [n_last, W] when inner > 1
-          if (tiled) {
-            load_tile(dy, n_last, int64_t(1), n_last, r0, rows, W, slab_at(2 * L + 4));
-            g = slab_at(2 * L + 4);
-          }
-          T* dx_slab = !dx ? nullptr : tiled ? slab_at(2 * L + 5) : dx + u * n0 * inner;
-          for (int64_t i = L - 1; i >= 0; --i) {
-            const Step<T>& S = steps[i];
-            if (S.act != Act::none) {
-              const T* d = slab_at(L + i);
-              for (int64_t j = 0; j < S.n_out() * W; ++j) scaled[j] = g[j] * d[j];
-              g = scaled;
-            }
-            T* dst = i == 0 ? dx_slab : gbuf[i % 2];
-            step_backward(S, W, g, i == 0 ? in0 : slab_at(i - 1), i == 0 ? in0_ps : W, dst, sums[i]);
-            g = dst;
-          }
-          if (tiled && dx) store_tile(dx_slab, n0, r0, rows, W, dx);
-        }
-      });
-  for (int64_t i = 0; i < L; ++i) {
-    const int64_t n_w = steps[i].G * steps[i].b_out * steps[i].b_in, n_b = steps[i].G * steps[i].b_out;
-    auto reduce = [&](T* dst, int64_t at, int64_t size) {
-      if (!dst) return;
-      std::fill(dst, dst + size, T(0));
-      for (int64_t c = 0; c < chunks; ++c) {
-        const T* src = partial.data() + c * offset[L] + offset[i] + at;
-        for (int64_t j = 0; j < size; ++j) dst[j] += src[j];
-      }
-    };
-    reduce(out[i].dw, 0, n_w);
-    reduce(out[i].db, n_w, n_b);
+  ChainBody(std::vector<Step<T>> st, std::vector<std::array<bool, 2>> w, int64_t n0)
+      : steps(std::move(st)), want(std::move(w)), n_in(n0), n_out(steps.back().n_out()),
+        n_max(max_length(n0, steps)), offset(steps.size() + 1, 0) {
+    for (size_t i = 0; i < steps.size(); ++i)
+      offset[i + 1] = offset[i] + steps[i].G * steps[i].b_out * (steps[i].b_in + 1);
   }
-}
+  int64_t sums() const { return offset.back(); }
+  // Two slabs (ping-pong).
+  int64_t forward_scratch(int64_t W) const { return 2 * n_max * W; }
+  void forward(int64_t W, const T* src, int64_t sps, T* dst, T* scratch) const {
+    T* a = scratch;
+    T* b = scratch + n_max * W;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      T* out = i + 1 == steps.size() ? dst : (src == a ? b : a);
+      step_forward(steps[i], W, src, sps, out, static_cast<T*>(nullptr));
+      src = out;
+      sps = W;
+    }
+  }
+  // Slabs [n_max, W]: 0..L-1 step outputs, L..2L-1 slopes, then two
+  // gradient slabs and the slope-scaled gradient.
+  int64_t backward_scratch(int64_t W) const { return (2 * static_cast<int64_t>(steps.size()) + 3) * n_max * W; }
+  void backward(int64_t W, const T* x, int64_t xps, const T* dy, T* dx, T* sums, T* scratch) const {
+    const int64_t L = static_cast<int64_t>(steps.size()), sz = n_max * W;
+    auto slab_at = [&](int64_t j) { return scratch + j * sz; };
+    T* gbuf[2] = {slab_at(2 * L), slab_at(2 * L + 1)};
+    T* scaled = slab_at(2 * L + 2);
+    for (int64_t i = 0; i < L; ++i) {
+      if (i == L - 1 && steps[i].act == Act::none) break;  // its output is not needed
+      step_forward(steps[i], W, i == 0 ? x : slab_at(i - 1), i == 0 ? xps : W, slab_at(i),
+                   steps[i].act == Act::none ? nullptr : slab_at(L + i));
+    }
+    const T* g = dy;
+    for (int64_t i = L - 1; i >= 0; --i) {
+      const Step<T>& S = steps[i];
+      if (S.act != Act::none) {
+        const T* d = slab_at(L + i);
+        for (int64_t j = 0; j < S.n_out() * W; ++j) scaled[j] = g[j] * d[j];
+        g = scaled;
+      }
+      T* base = sums + offset[i];
+      const GradSums<T> gs{want[i][0] ? base : nullptr, want[i][1] ? base + S.G * S.b_out * S.b_in : nullptr};
+      T* dst = i == 0 ? dx : gbuf[i % 2];
+      step_backward(S, W, g, i == 0 ? x : slab_at(i - 1), i == 0 ? xps : W, dst, gs);
+      g = dst;
+    }
+  }
+};
 
 template <class T>
 std::vector<Step<T>> raw_steps(const std::vector<BlockChainStep>& steps) {
@@ -263,7 +204,8 @@ std::vector<Step<T>> raw_steps(const std::vector<BlockChainStep>& steps) {
 
 }  // namespace
 
-Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, int64_t dim) {
+Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, int64_t dim,
+                   const PreNormResidual& around) {
   const char* op = "block_chain";
   check_floating(op, x);
   DIMIX_CHECK(!steps.empty(), op, ": expected at least one step, got none");
@@ -271,7 +213,7 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
   DIMIX_CHECK(nd >= 1 && dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
   if (dim < 0) dim += nd;
   std::vector<BlockChainStep> st;  // contiguous parameters
-  int64_t n = x.sizes()[dim];
+  int64_t n = x.sizes()[dim], n_max = n;
   for (size_t i = 0; i < steps.size(); ++i) {
     const BlockChainStep& s = steps[i];
     const std::string at = " (step " + std::to_string(i) + ")";
@@ -296,29 +238,41 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
     st.push_back({s.weight.contiguous_raw(), s.bias.defined() ? s.bias.contiguous_raw() : Tensor(), s.in_stride,
                   s.out_stride, s.activation});
     n = G * b_out;
+    n_max = std::max(n_max, n);
   }
 
-  if (x.device().is_cuda()) {  // the composite, on the GPU kernels of block_linear and the activations
-    Tensor y = x;
-    for (const BlockChainStep& s : steps) {
-      y = block_linear(y, s.weight, s.bias, dim, s.in_stride, s.out_stride);
-      if (s.activation == "elu") y = elu(y);
-      if (s.activation == "gelu") y = gelu(y);
-    }
-    return y;
-  }
+  check_prenorm_residual(op, x, around, n, dim);
+
+  if (x.device().is_cuda())  // the composite, on the GPU kernels of layer_norm, block_linear and the activations
+    return prenorm_residual_composite(x, around, [&](const Tensor& z) {
+      Tensor y = z;
+      for (const BlockChainStep& s : steps) {
+        y = block_linear(y, s.weight, s.bias, dim, s.in_stride, s.out_stride);
+        if (s.activation == "elu") y = elu(y);
+        if (s.activation == "gelu") y = gelu(y);
+      }
+      return y;
+    });
 
   const Tensor x3 = view_around_dim(x, dim);
   const Shape shape3 = x3.sizes();
   const Shape y_shape3 = {shape3[0], n, shape3[2]};
+  const int64_t n0 = shape3[1];
+  const slab::Geometry geo(x3, n, tile_rows(n_max, static_cast<int64_t>(st.size()), static_cast<int64_t>(dtype_size(x.dtype()))));
+  const PreNormResidual ar = slab::contiguous_around(around);
   const Tensor y3 = empty(y_shape3, x.dtype());
-  dispatch_float(x.dtype(), op, [&]<class T>() { forward_cpu<T>(y3, x3, raw_steps<T>(st)); });
+  dispatch_float(x.dtype(), op, [&]<class T>() {
+    const ChainBody<T> body(raw_steps<T>(st), std::vector<std::array<bool, 2>>(st.size()), n0);
+    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), slab::around_of<T>(ar, x.sizes().back()));
+  });
   Shape y_shape = x.sizes();
   y_shape[dim] = n;
   Tensor y = y3.as_strided(y_shape, contiguous_strides(y_shape), 0);
 
+  // inputs: x, per step weight, bias, then the norm's weight and bias.
   std::vector<Tensor> inputs = {x};
   for (const BlockChainStep& s : steps) inputs.insert(inputs.end(), {s.weight, s.bias});
+  inputs.insert(inputs.end(), {around.weight, around.bias});
   if (needs_grad(inputs)) {
     std::vector<bool> wanted;
     for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
@@ -327,22 +281,40 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
     for (const BlockChainStep& s : st)
       saved.push_back({s.weight.detach(), s.bias.defined() ? s.bias.detach() : Tensor(), s.in_stride, s.out_stride,
                        s.activation});
+    const PreNormResidual saved_ar = slab::contiguous_around(around, true);
     record(y, op, inputs, [=, in_shape = x.sizes()](const Tensor& grad) -> std::vector<Tensor> {
       const Tensor gc = grad.contiguous_raw();
       const Tensor dy3 = gc.as_strided(y_shape3, contiguous_strides(y_shape3), gc.offset());
       const DType t = sx.dtype();
-      // grads[0] = dx, then per step dw, db (as `inputs`).
       std::vector<Tensor> grads(wanted.size());
       if (wanted[0]) grads[0] = empty(shape3, t);
-      for (size_t i = 0; i < saved.size(); ++i) {
-        if (wanted[1 + 2 * i]) grads[1 + 2 * i] = empty(saved[i].weight.sizes(), t);
-        if (wanted[2 + 2 * i]) grads[2 + 2 * i] = empty(saved[i].bias.sizes(), t);
-      }
       dispatch_float(t, op, [&]<class T>() {
-        auto ptr = [](const Tensor& g) { return g.defined() ? g.data<T>() : nullptr; };
-        std::vector<GradSums<T>> out(saved.size());
-        for (size_t i = 0; i < saved.size(); ++i) out[i] = {ptr(grads[1 + 2 * i]), ptr(grads[2 + 2 * i])};
-        backward_cpu<T>(grads[0], dy3, sx, raw_steps<T>(saved), out);
+        std::vector<std::array<bool, 2>> want(saved.size());
+        for (size_t i = 0; i < saved.size(); ++i) want[i] = {wanted[1 + 2 * i], wanted[2 + 2 * i]};
+        const ChainBody<T> body(raw_steps<T>(saved), want, n0);
+        const size_t nw = wanted.size();
+        const std::vector<T> sums =
+            slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
+                           slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
+        // The sums hold, per step, dw | db, then the norm's dw | db.
+        const T* at = sums.data();
+        auto take = [&](size_t i, const Shape& shape) {
+          const int64_t size = shape_numel(shape);
+          if (wanted[i]) {
+            grads[i] = empty(shape, t);
+            std::copy(at, at + size, grads[i].data<T>());
+          }
+          at += size;
+        };
+        for (size_t i = 0; i < saved.size(); ++i) {
+          const Shape& ws = saved[i].weight.sizes();
+          take(1 + 2 * i, ws);
+          take(2 + 2 * i, {ws[0], ws[1]});
+        }
+        if (saved_ar.norm) {
+          take(nw - 2, {in_shape.back()});
+          take(nw - 1, {in_shape.back()});
+        }
       });
       if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
       return grads;
@@ -361,6 +333,13 @@ DIMIX_REGISTER_OP_CASES({
      [](const std::vector<Tensor>& x) {
        return block_chain(x[0], {{x[1], Tensor(), 1, 1, ""}, {x[2], x[3], 6, 1, "elu"}, {x[4], Tensor(), 1, 1, ""},
                                  {x[5], x[6], 3, 1, ""}}, -1); }},
+    // A pre-norm residual chain on the last dim: 6 -> 6 (ELU) -> 6, norm without bias.
+    {"block_chain/prenorm_residual_last_dim", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {4, 6}, t), randn_input(g, {2, 3, 3}, t), randn_input(g, {2, 3}, t),
+                          randn_input(g, {3, 2, 2}, t), randn_input(g, {6}, t)}; },
+     [](const std::vector<Tensor>& x) {
+       return block_chain(x[0], {{x[1], x[2], 1, 1, "elu"}, {x[3], Tensor(), 3, 1, ""}}, -1,
+                          {true, x[4], Tensor(), 1e-5, true}); }},
     // A middle dim of a non-contiguous x: 8 -> 4 (GELU, strides 2 -> 1) -> 8 (strides 1 -> 4).
     {"block_chain/middle_dim_noncontig_gelu", [](Generator& g, DType t) {
        return std::vector{noncontig_input(g, {2, 8, 3, 2}, t), randn_input(g, {4, 1, 2}, t), randn_input(g, {4, 1}, t),

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/prenorm_residual.h"
 
 namespace dimix {
 
@@ -31,6 +32,9 @@ struct BlockChainStep {
   std::string activation;  // "", "elu" or "gelu"
 };
 
-Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, int64_t dim);
+// With `around` (prenorm_residual.h), x + block_chain(layer_norm(x)) and the
+// like in the same pass (a residual needs the chain to keep the length).
+Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, int64_t dim,
+                   const PreNormResidual& around = {});
 
 }  // namespace dimix

@@ -16,8 +16,12 @@
 //   dW2_k += dY A^T, db2_k += sum dY, dA = W2_k^T dY, dH = dA * gelu'(H),
 //   dW1_k += dH X^T, db1_k += sum dH, dX = W1_k^T dH.
 // Parameter gradients are summed per chunk of slabs (slab.h): bitwise the
-// same on any number of threads.
+// same on any number of threads. This file is the levels' slab::Body; the
+// driver in slab.h runs it over x, with the optional norm and residual
+// around it (PreNormResidual).
 #include "ops/block_mlp.h"
+
+#include <array>
 
 #include "ops/block_linear.h"
 #include "ops/common.h"
@@ -99,154 +103,72 @@ void level_backward(const Level<T>& L, int64_t W, const T* X, int64_t xps, const
   }
 }
 
+// The levels as a slab::Body (slab.h): the driver feeds it slabs, tiles
+// and gradient chunks.
 template <class T>
-int64_t max_hidden(const std::vector<Level<T>>& levels) {
-  int64_t h = 1;
-  for (const Level<T>& L : levels) h = std::max(h, L.h);
-  return h;
-}
+struct MlpBody {
+  std::vector<Level<T>> levels;
+  std::vector<std::array<bool, 4>> want;  // per level: dw1, db1, dw2, db2 wanted
+  int64_t n_in, n_out, hidden = 1;
+  std::vector<int64_t> offset;  // per level, where its dw1 | db1 | dw2 | db2 start in the sums
 
-// y3 [outer, n, inner] (contiguous) = the levels applied to x3.
-template <class T>
-void forward_cpu(const Tensor& y3, const Tensor& x3, const std::vector<Level<T>>& levels) {
-  const int64_t outer = x3.sizes()[0], n = x3.sizes()[1], inner = x3.sizes()[2];
-  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
-  const T* x = x3.data<T>();
-  T* y = y3.data<T>();
-  const int64_t nl = static_cast<int64_t>(levels.size());
-  const bool tiled = inner == 1;
-  const int64_t W = tiled ? tile_rows(n) : inner;
-  struct Scratch {
-    std::vector<T> a, b, H;  // two slabs [n, W] (ping-pong) and a hidden block
-  };
-  const int64_t slabs = tiled || nl > 1 ? n * W : 0;
-  const int64_t units = tiled ? (outer + W - 1) / W : outer;
-  tile::for_each_task(
-      units,
-      [&] { return Scratch{std::vector<T>(slabs), std::vector<T>(slabs), std::vector<T>(max_hidden(levels) * W)}; },
-      [&](Scratch& s, int64_t u) {
-        // The slab the next level reads, and where the last level writes.
-        const T* src = tiled ? s.a.data() : x + u * so;
-        int64_t sps = tiled ? W : sn;
-        if (tiled) load_tile(x, so, sn, n, u * W, std::min(W, outer - u * W), W, s.a.data());
-        T* out = tiled ? nullptr : y + u * n * inner;
-        for (int64_t l = 0; l < nl; ++l) {
-          const bool last = l == nl - 1;
-          T* dst = last && !tiled ? out : (src == s.a.data() ? s.b.data() : s.a.data());
-          level_forward(levels[l], W, src, sps, dst, W, s.H.data());
-          src = dst;
-          sps = W;
-        }
-        if (tiled) store_tile(src, n, u * W, std::min(W, outer - u * W), W, y);
-      });
-}
-
-// dx3 (contiguous, or undefined) and the parameter gradients (sums[l]: each
-// level's output pointers, null where not wanted) from dy3 [outer, n, inner]
-// (contiguous) and the saved x3.
-template <class T>
-void backward_cpu(const Tensor& dx3, const Tensor& dy3, const Tensor& x3, const std::vector<Level<T>>& levels,
-                  const std::vector<GradSums<T>>& out) {
-  const int64_t outer = x3.sizes()[0], n = x3.sizes()[1], inner = x3.sizes()[2];
-  const int64_t so = x3.strides()[0], sn = x3.strides()[1];
-  const T* x = x3.data<T>();
-  const T* dy = dy3.data<T>();
-  T* dx = dx3.defined() ? dx3.data<T>() : nullptr;
-  const int64_t nl = static_cast<int64_t>(levels.size());
-  const bool tiled = inner == 1;
-  const int64_t W = tiled ? tile_rows(n) : inner;
-  const int64_t units = tiled ? (outer + W - 1) / W : outer;
-  const int64_t per_chunk = slab::units_per_chunk(n, W);
-  const int64_t chunks = (units + per_chunk - 1) / per_chunk;
-  // One chunk's partial sums: per level dw1 | db1 | dw2 | db2.
-  std::vector<int64_t> offset(nl + 1, 0);
-  for (int64_t l = 0; l < nl; ++l) {
-    const Level<T>& L = levels[l];
-    offset[l + 1] = offset[l] + 2 * L.G * L.h * L.b + L.G * (L.h + L.b);
+  MlpBody(std::vector<Level<T>> lv, std::vector<std::array<bool, 4>> w, int64_t n)
+      : levels(std::move(lv)), want(std::move(w)), n_in(n), n_out(n), offset(levels.size() + 1, 0) {
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const Level<T>& L = levels[l];
+      hidden = std::max(hidden, L.h);
+      offset[l + 1] = offset[l] + 2 * L.G * L.h * L.b + L.G * (L.h + L.b);
+    }
   }
-  const int64_t sum_size = offset[nl];
-  std::vector<T> partial(chunks * sum_size, T(0));
-  struct Scratch {
-    std::vector<T> H, D, dA;
-    std::vector<T> ins;   // inputs of levels 0 (tiled only) .. nl-1, [n, W] each
-    std::vector<T> grad;  // two gradient slabs (ping-pong), and dy / dx tiles when tiled
-  };
-  const int64_t slab = n * W, hw = max_hidden(levels) * W;
-  tile::for_each_task(
-      chunks,
-      [&] {
-        return Scratch{std::vector<T>(hw), std::vector<T>(hw), std::vector<T>(hw), std::vector<T>(nl * slab),
-                       std::vector<T>((tiled ? 4 : 2) * slab)};
-      },
-      [&](Scratch& s, int64_t c) {
-        std::vector<GradSums<T>> sums(nl);
-        for (int64_t l = 0; l < nl; ++l) {
-          const Level<T>& L = levels[l];
-          T* base = partial.data() + c * sum_size + offset[l];
-          const int64_t n_w = L.G * L.h * L.b;
-          if (out[l].dw1) sums[l].dw1 = base;
-          if (out[l].db1) sums[l].db1 = base + n_w;
-          if (out[l].dw2) sums[l].dw2 = base + n_w + L.G * L.h;
-          if (out[l].db2) sums[l].db2 = base + 2 * n_w + L.G * L.h;
-        }
-        T* gbuf[2] = {s.grad.data(), s.grad.data() + slab};
-        for (int64_t u = c * per_chunk; u < std::min(units, (c + 1) * per_chunk); ++u) {
-          const int64_t r0 = u * W, rows = tiled ? std::min(W, outer - r0) : 0;
-          // Level inputs: in[0] is x's slab, in[l + 1] = level l (in[l]).
-          std::vector<const T*> in(nl);
-          std::vector<int64_t> in_ps(nl, W);
-          if (tiled) {
-            load_tile(x, so, sn, n, r0, rows, W, s.ins.data());
-            in[0] = s.ins.data();
-          } else {
-            in[0] = x + u * so;
-            in_ps[0] = sn;
-          }
-          for (int64_t l = 0; l + 1 < nl; ++l) {
-            T* next = s.ins.data() + (l + 1) * slab;
-            level_forward(levels[l], W, in[l], in_ps[l], next, W, s.H.data());
-            in[l + 1] = next;
-          }
-          // Gradient slabs, from the last level down.
-          const T* g = dy + u * n * inner;
-          int64_t g_ps = inner;
-          T* dx_slab = nullptr;
-          if (tiled) {
-            T* dyt = s.grad.data() + 2 * slab;
-            load_tile(dy, n, int64_t(1), n, r0, rows, W, dyt);
-            g = dyt;
-            g_ps = W;
-            if (dx) dx_slab = s.grad.data() + 3 * slab;
-          } else if (dx) {
-            dx_slab = dx + u * n * inner;
-          }
-          for (int64_t l = nl - 1; l >= 0; --l) {
-            T* dst = l == 0 ? dx_slab : gbuf[l % 2];
-            level_backward(levels[l], W, in[l], in_ps[l], g, g_ps, dst, W, sums[l], s.H.data(), s.D.data(),
-                           s.dA.data());
-            g = dst;
-            g_ps = W;
-          }
-          if (tiled && dx) store_tile(dx_slab, n, r0, rows, W, dx);
-        }
-      });
-  for (int64_t l = 0; l < nl; ++l) {
-    const Level<T>& L = levels[l];
-    const int64_t n_w = L.G * L.h * L.b;
-    auto reduce = [&](T* dst, int64_t at, int64_t size) {
-      if (!dst) return;
-      std::fill(dst, dst + size, T(0));
-      for (int64_t c = 0; c < chunks; ++c) {
-        const T* src = partial.data() + c * sum_size + offset[l] + at;
-        for (int64_t i = 0; i < size; ++i) dst[i] += src[i];
-      }
-    };
-    reduce(out[l].dw1, 0, n_w);
-    reduce(out[l].db1, n_w, L.G * L.h);
-    reduce(out[l].dw2, n_w + L.G * L.h, n_w);
-    reduce(out[l].db2, 2 * n_w + L.G * L.h, L.G * L.b);
+  int64_t sums() const { return offset.back(); }
+  int64_t forward_scratch(int64_t W) const { return (2 * n_in + hidden) * W; }
+  // Two slabs (ping-pong) and a hidden block.
+  void forward(int64_t W, const T* src, int64_t sps, T* dst, T* scratch) const {
+    T* a = scratch;
+    T* b = scratch + n_in * W;
+    T* H = scratch + 2 * n_in * W;
+    for (size_t l = 0; l < levels.size(); ++l) {
+      T* out = l + 1 == levels.size() ? dst : (src == a ? b : a);
+      level_forward(levels[l], W, src, sps, out, W, H);
+      src = out;
+      sps = W;
+    }
   }
-}
+  // H, D, dA [h, W]; the inputs of levels 1.. and two gradient slabs [n, W].
+  int64_t backward_scratch(int64_t W) const {
+    return 3 * hidden * W + (static_cast<int64_t>(levels.size()) + 1) * n_in * W;
+  }
+  void backward(int64_t W, const T* x, int64_t xps, const T* dy, T* dx, T* sums, T* scratch) const {
+    const int64_t nl = static_cast<int64_t>(levels.size()), hw = hidden * W, slab = n_in * W;
+    T* H = scratch;
+    T* D = H + hw;
+    T* dA = D + hw;
+    T* ins = dA + hw;  // levels 1 .. nl-1
+    T* gbuf[2] = {ins + (nl - 1) * slab, ins + nl * slab};
+    // Level inputs: in[0] is x's slab, in[l + 1] = level l (in[l]).
+    std::vector<const T*> in(nl);
+    std::vector<int64_t> in_ps(nl, W);
+    in[0] = x;
+    in_ps[0] = xps;
+    for (int64_t l = 0; l + 1 < nl; ++l) {
+      T* next = ins + l * slab;
+      level_forward(levels[l], W, in[l], in_ps[l], next, W, H);
+      in[l + 1] = next;
+    }
+    const T* g = dy;  // from the last level down
+    for (int64_t l = nl - 1; l >= 0; --l) {
+      const Level<T>& L = levels[l];
+      T* base = sums + offset[l];
+      const int64_t n_w = L.G * L.h * L.b;
+      const GradSums<T> gs{want[l][0] ? base : nullptr, want[l][1] ? base + n_w : nullptr,
+                           want[l][2] ? base + n_w + L.G * L.h : nullptr,
+                           want[l][3] ? base + 2 * n_w + L.G * L.h : nullptr};
+      T* dst = l == 0 ? dx : gbuf[l % 2];
+      level_backward(L, W, in[l], in_ps[l], g, W, dst, W, gs, H, D, dA);
+      g = dst;
+    }
+  }
+};
 
 // Checks one level against x (n positions along dim) and returns its
 // parameters made contiguous.
@@ -296,7 +218,8 @@ std::vector<Level<T>> raw_levels(const std::vector<BlockMlpLevel>& levels) {
 
 }  // namespace
 
-Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int64_t dim) {
+Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int64_t dim,
+                 const PreNormResidual& around) {
   const char* op = "block_mlp";
   check_floating(op, x);
   DIMIX_CHECK(!levels.empty(), op, ": expected at least one level, got none");
@@ -305,22 +228,32 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
   if (dim < 0) dim += nd;
   std::vector<BlockMlpLevel> lv;
   for (size_t i = 0; i < levels.size(); ++i) lv.push_back(checked_level(x, levels[i], i, dim));
+  check_prenorm_residual(op, x, around, x.sizes()[dim], dim);
 
-  if (x.device().is_cuda()) {  // the composite, on the GPU kernels of block_linear and gelu
-    Tensor y = x;
-    for (const BlockMlpLevel& l : levels)
-      y = block_linear(gelu(block_linear(y, l.w1, l.b1, dim, l.stride, 1)), l.w2, l.b2, dim, 1, l.stride);
-    return y;
-  }
+  if (x.device().is_cuda())  // the composite, on the GPU kernels of layer_norm, block_linear and gelu
+    return prenorm_residual_composite(x, around, [&](const Tensor& z) {
+      Tensor y = z;
+      for (const BlockMlpLevel& l : levels)
+        y = block_linear(gelu(block_linear(y, l.w1, l.b1, dim, l.stride, 1)), l.w2, l.b2, dim, 1, l.stride);
+      return y;
+    });
 
   const Tensor x3 = view_around_dim(x, dim);
   const Shape shape3 = x3.sizes();
+  const int64_t n = shape3[1];
+  const slab::Geometry geo(x3, n, tile_rows(n));
+  const PreNormResidual ar = slab::contiguous_around(around);
   const Tensor y3 = empty(shape3, x.dtype());
-  dispatch_float(x.dtype(), op, [&]<class T>() { forward_cpu<T>(y3, x3, raw_levels<T>(lv)); });
+  dispatch_float(x.dtype(), op, [&]<class T>() {
+    const MlpBody<T> body(raw_levels<T>(lv), std::vector<std::array<bool, 4>>(lv.size()), n);
+    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), slab::around_of<T>(ar, x.sizes().back()));
+  });
   Tensor y = y3.as_strided(x.sizes(), contiguous_strides(x.sizes()), 0);
 
+  // inputs: x, per level w1, b1, w2, b2, then the norm's weight and bias.
   std::vector<Tensor> inputs = {x};
   for (const BlockMlpLevel& l : levels) inputs.insert(inputs.end(), {l.w1, l.b1, l.w2, l.b2});
+  inputs.insert(inputs.end(), {around.weight, around.bias});
   if (needs_grad(inputs)) {
     std::vector<bool> wanted;
     for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
@@ -330,24 +263,43 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
       auto det = [](const Tensor& t) { return t.defined() ? t.detach() : Tensor(); };
       saved.push_back({det(l.w1), det(l.b1), det(l.w2), det(l.b2), l.stride});
     }
+    const PreNormResidual saved_ar = slab::contiguous_around(around, true);
     record(y, op, inputs, [=, in_shape = x.sizes()](const Tensor& grad) -> std::vector<Tensor> {
       const Tensor gc = grad.contiguous_raw();
       const Tensor dy3 = gc.as_strided(shape3, contiguous_strides(shape3), gc.offset());
       const DType t = sx.dtype();
-      // grads[0] = dx, then per level dw1, db1, dw2, db2 (as `inputs`).
       std::vector<Tensor> grads(wanted.size());
       if (wanted[0]) grads[0] = empty(shape3, t);
-      for (size_t l = 0; l < saved.size(); ++l) {
-        const Tensor* p[4] = {&saved[l].w1, &saved[l].b1, &saved[l].w2, &saved[l].b2};
-        for (size_t j = 0; j < 4; ++j)
-          if (wanted[1 + 4 * l + j]) grads[1 + 4 * l + j] = empty(p[j]->sizes(), t);
-      }
       dispatch_float(t, op, [&]<class T>() {
-        auto ptr = [](const Tensor& g) { return g.defined() ? g.data<T>() : nullptr; };
-        std::vector<GradSums<T>> out(saved.size());
+        std::vector<std::array<bool, 4>> want(saved.size());
         for (size_t l = 0; l < saved.size(); ++l)
-          out[l] = {ptr(grads[1 + 4 * l]), ptr(grads[2 + 4 * l]), ptr(grads[3 + 4 * l]), ptr(grads[4 + 4 * l])};
-        backward_cpu<T>(grads[0], dy3, sx, raw_levels<T>(saved), out);
+          for (size_t j = 0; j < 4; ++j) want[l][j] = wanted[1 + 4 * l + j];
+        const MlpBody<T> body(raw_levels<T>(saved), want, n);
+        const size_t nw = wanted.size();
+        const std::vector<T> sums =
+            slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
+                           slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
+        // The sums hold, per level, dw1 | db1 | dw2 | db2, then the norm's dw | db.
+        const T* at = sums.data();
+        auto take = [&](size_t i, const Shape& shape) {
+          const int64_t size = shape_numel(shape);
+          if (wanted[i]) {
+            grads[i] = empty(shape, t);
+            std::copy(at, at + size, grads[i].data<T>());
+          }
+          at += size;
+        };
+        for (size_t l = 0; l < saved.size(); ++l) {
+          const int64_t G = saved[l].w1.sizes()[0], h = saved[l].w1.sizes()[1], b = saved[l].w1.sizes()[2];
+          take(1 + 4 * l, {G, h, b});
+          take(2 + 4 * l, {G, h});
+          take(3 + 4 * l, {G, b, h});
+          take(4 + 4 * l, {G, b});
+        }
+        if (saved_ar.norm) {
+          take(nw - 2, {in_shape.back()});
+          take(nw - 1, {in_shape.back()});
+        }
       });
       if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
       return grads;
@@ -358,7 +310,7 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
 
 Tensor block_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, int64_t dim,
                  int64_t stride) {
-  return block_mlp(x, {BlockMlpLevel{w1, b1, w2, b2, stride}}, dim);
+  return block_mlp(x, {BlockMlpLevel{w1, b1, w2, b2, stride}}, dim, {});
 }
 
 // ---- registry cases ---------------------------------------------------------------------
@@ -392,6 +344,21 @@ DIMIX_REGISTER_OP_CASES({
      [](const std::vector<Tensor>& x) {
        return block_mlp(x[0], {{x[1], Tensor(), x[2], Tensor(), 1}, {x[3], Tensor(), x[4], Tensor(), 2},
                                {x[5], Tensor(), x[6], Tensor(), 4}}, 1); }},
+    // A pre-norm residual branch on a middle dim: x + block_mlp(layer_norm(x)),
+    // the norm over runs of C = 2 of the slab's inner 4 values.
+    {"block_mlp/prenorm_residual_middle_dim", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {2, 4, 2, 2}, t), randn_input(g, {2, 3, 2}, t), randn_input(g, {2, 3}, t),
+                          randn_input(g, {2, 2, 3}, t), randn_input(g, {2, 2}, t), randn_input(g, {2}, t),
+                          randn_input(g, {2}, t)}; },
+     [](const std::vector<Tensor>& x) {
+       return block_mlp(x[0], {{x[1], x[2], x[3], x[4], 2}}, 1, {true, x[5], x[6], 1e-5, true}); }},
+    // The same on the last dim (the norm across a tile's positions).
+    {"block_mlp/prenorm_residual_last_dim", [](Generator& g, DType t) {
+       return std::vector{randn_input(g, {5, 6}, t), randn_input(g, {3, 4, 2}, t), randn_input(g, {3, 4}, t),
+                          randn_input(g, {3, 2, 4}, t), randn_input(g, {3, 2}, t), randn_input(g, {6}, t),
+                          randn_input(g, {6}, t)}; },
+     [](const std::vector<Tensor>& x) {
+       return block_mlp(x[0], {{x[1], x[2], x[3], x[4], 1}}, -1, {true, x[5], x[6], 1e-5, true}); }},
     // A middle dim of a non-contiguous x, stride 2.
     {"block_mlp/middle_dim_noncontig", [](Generator& g, DType t) {
        return std::vector{noncontig_input(g, {3, 6, 2, 2}, t), randn_input(g, {2, 4, 3}, t), randn_input(g, {2, 4}, t),

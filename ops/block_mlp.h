@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/prenorm_residual.h"
 
 namespace dimix {
 
@@ -30,7 +31,10 @@ struct BlockMlpLevel {
   int64_t stride = 1;
 };
 
-Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int64_t dim);
+// With `around` (prenorm_residual.h), x + block_mlp(layer_norm(x)) and the
+// like in the same pass: the pre-norm residual branch of a mixer block.
+Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int64_t dim,
+                 const PreNormResidual& around = {});
 
 // One level.
 Tensor block_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, int64_t dim,

@@ -1,4 +1,5 @@
-// Slabs: the unit of work of the fused block ops (block_mlp, block_chain).
+// Slabs: the unit of work of the fused block ops (block_mlp, block_chain),
+// and the driver that runs such an op's body over all of x.
 //
 // x is viewed as [outer, n, inner] around the mixed dim (view_around_dim,
 // block_linear.h). A slab is the n positions of one unit of work, W values
@@ -12,10 +13,35 @@
 // gradients are summed per chunk of slabs whose size depends on the shape
 // only, and the chunks are added in order: bitwise the same on any number
 // of threads.
+//
+// The driver (forward / backward below) owns everything but the products:
+// the tiles, the units and chunks, the optional layer norm before and
+// residual after (PreNormResidual), and the ordered sum of the chunks'
+// partial parameter gradients. An op supplies a Body:
+//
+//   struct Body {
+//     int64_t n_in, n_out;                 // lengths along the mixed dim
+//     int64_t forward_scratch(int64_t W) const;   // elements per thread
+//     int64_t backward_scratch(int64_t W) const;
+//     int64_t sums() const;                // partial parameter-gradient elements
+//     // src: n_in positions sps apart; dst: [n_out, W] contiguous.
+//     void forward(int64_t W, const T* src, int64_t sps, T* dst, T* scratch) const;
+//     // x: the forward's src; dy: [n_out, W] contiguous; dx: [n_in, W]
+//     // contiguous or null; sums: this chunk's partials (add to them).
+//     void backward(int64_t W, const T* x, int64_t xps, const T* dy, T* dx, T* sums, T* scratch) const;
+//   };
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "core/tensor.h"
+#include "ops/prenorm_residual.h"
 #include "ops/tile_gemm.h"
 
 namespace dimix::slab {
@@ -52,6 +78,333 @@ void load_tile(const T* x, int64_t so, int64_t sn, int64_t n, int64_t r0, int64_
 template <class T>
 void store_tile(const T* yt, int64_t n, int64_t r0, int64_t rows, int64_t W, T* y) {
   tile::transpose(yt, W, y + r0 * n, n, n, rows);
+}
+
+// ---- the driver -------------------------------------------------------------------------
+
+// One call's shapes: x3 [outer, n_in, inner] (inner contiguous when > 1),
+// y3 [outer, n_out, inner] contiguous; W lanes per slab (tile_w when tiled).
+struct Geometry {
+  int64_t outer, n_in, n_out, inner, so, sn, W, units;
+  bool tiled;
+  Geometry(const Tensor& x3, int64_t n_out_, int64_t tile_w)
+      : outer(x3.sizes()[0]), n_in(x3.sizes()[1]), n_out(n_out_), inner(x3.sizes()[2]), so(x3.strides()[0]),
+        sn(x3.strides()[1]), W(inner == 1 ? tile_w : inner), units(inner == 1 ? (outer + W - 1) / W : outer),
+        tiled(inner == 1) {}
+  int64_t rows(int64_t u) const { return tiled ? std::min(W, outer - u * W) : 0; }
+};
+
+// PreNormResidual's raw form. The norm is over the last dim of x, C values:
+// runs of C lanes of each position when inner > 1 (C divides W), the n
+// positions of each lane when tiled (C == n).
+template <class T>
+struct Around {
+  bool norm = false, residual = false;
+  const T *w = nullptr, *b = nullptr;
+  T eps = T(1e-5);
+  int64_t C = 0;
+  // Per-thread statistics for the norm: rstd per normalised row, and two
+  // lane vectors when tiled.
+  int64_t stats(const Geometry& g) const { return norm ? (g.tiled ? 3 * g.W : g.n_in * (g.W / C)) : 0; }
+};
+
+// The raw form of p, C = x's last dim; p's tensors contiguous.
+template <class T>
+Around<T> around_of(const PreNormResidual& p, int64_t C) {
+  Around<T> a;
+  a.norm = p.norm;
+  a.residual = p.residual;
+  a.w = p.weight.defined() ? p.weight.data<T>() : nullptr;
+  a.b = p.bias.defined() ? p.bias.data<T>() : nullptr;
+  a.eps = static_cast<T>(p.eps);
+  a.C = C;
+  return a;
+}
+
+// p with its tensors contiguous (and detached, for saving).
+inline PreNormResidual contiguous_around(const PreNormResidual& p, bool detach = false) {
+  auto c = [&](const Tensor& t) { return !t.defined() ? Tensor() : detach ? t.contiguous_raw().detach() : t.contiguous_raw(); };
+  return {p.norm, c(p.weight), c(p.bias), p.eps, p.residual};
+}
+
+// One normalised row of C contiguous values: z = xh * w + b (w, b may be
+// null), xh (may be null) = (x - mean) * rstd; returns rstd. Two passes for
+// the statistics, as layer_norm.cpp.
+template <class T>
+T norm_row(const T* x, int64_t C, const T* w, const T* b, T eps, T* z, T* xh) {
+  T mu = 0, var = 0;
+#pragma omp simd reduction(+ : mu)
+  for (int64_t i = 0; i < C; ++i) mu += x[i];
+  mu /= T(C);
+#pragma omp simd reduction(+ : var)
+  for (int64_t i = 0; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
+  const T rstd = T(1) / std::sqrt(var / T(C) + eps);
+  for (int64_t i = 0; i < C; ++i) {
+    const T t = (x[i] - mu) * rstd;
+    if (xh) xh[i] = t;
+    z[i] = (w ? t * w[i] : t) + (b ? b[i] : T(0));
+  }
+  return rstd;
+}
+
+// A row's backward: d the gradient of z; dx (may be null) = the gradient of
+// x; dw, db (may be null) += the row's weight and bias gradients.
+template <class T>
+void norm_row_backward(const T* d, const T* h, int64_t C, const T* w, T rstd, T* dx, T* dw, T* db) {
+  T sg = 0, sgh = 0;
+#pragma omp simd reduction(+ : sg, sgh)
+  for (int64_t i = 0; i < C; ++i) {
+    const T gh = w ? d[i] * w[i] : d[i];
+    sg += gh;
+    sgh += gh * h[i];
+  }
+  if (dw)
+    for (int64_t i = 0; i < C; ++i) dw[i] += d[i] * h[i];
+  if (db)
+    for (int64_t i = 0; i < C; ++i) db[i] += d[i];
+  if (!dx) return;
+  const T ma = sg / T(C), mb = sgh / T(C);
+  for (int64_t i = 0; i < C; ++i) dx[i] = rstd * ((w ? d[i] * w[i] : d[i]) - ma - h[i] * mb);
+}
+
+#if defined(__AVX512F__)
+// The same in AVX-512, 16 lanes and a masked tail (rows such as the T2
+// mixers' 121 channels have a long scalar tail otherwise).
+inline __mmask16 lanes_left(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
+
+template <>
+inline float norm_row<float>(const float* x, int64_t C, const float* w, const float* b, float eps, float* z,
+                             float* xh) {
+  __m512 s = _mm512_setzero_ps();
+  for (int64_t i = 0; i < C; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lanes_left(C - i), x + i));
+  const float mu = _mm512_reduce_add_ps(s) / float(C);
+  const __m512 vmu = _mm512_set1_ps(mu);
+  __m512 v = _mm512_setzero_ps();
+  for (int64_t i = 0; i < C; i += 16) {
+    const __mmask16 m = lanes_left(C - i);
+    const __m512 c = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + i), vmu);
+    v = _mm512_fmadd_ps(c, c, v);
+  }
+  const float rstd = 1.0f / std::sqrt(_mm512_reduce_add_ps(v) / float(C) + eps);
+  const __m512 vr = _mm512_set1_ps(rstd), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < C; i += 16) {
+    const __mmask16 m = lanes_left(C - i);
+    const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmu), vr);
+    if (xh) _mm512_mask_storeu_ps(xh + i, m, t);
+    const __m512 vw = w ? _mm512_maskz_loadu_ps(m, w + i) : one, vb = b ? _mm512_maskz_loadu_ps(m, b + i) : zero;
+    _mm512_mask_storeu_ps(z + i, m, _mm512_fmadd_ps(t, vw, vb));
+  }
+  return rstd;
+}
+
+template <>
+inline void norm_row_backward<float>(const float* d, const float* h, int64_t C, const float* w, float rstd, float* dx,
+                                     float* dw, float* db) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  __m512 sg = _mm512_setzero_ps(), sgh = _mm512_setzero_ps();
+  for (int64_t i = 0; i < C; i += 16) {
+    const __mmask16 m = lanes_left(C - i);
+    const __m512 vd = _mm512_maskz_loadu_ps(m, d + i), vh = _mm512_maskz_loadu_ps(m, h + i);
+    const __m512 gh = _mm512_mul_ps(vd, w ? _mm512_maskz_loadu_ps(m, w + i) : one);
+    sg = _mm512_add_ps(sg, gh);
+    sgh = _mm512_fmadd_ps(gh, vh, sgh);
+    if (dw) _mm512_mask_storeu_ps(dw + i, m, _mm512_fmadd_ps(vd, vh, _mm512_maskz_loadu_ps(m, dw + i)));
+    if (db) _mm512_mask_storeu_ps(db + i, m, _mm512_add_ps(vd, _mm512_maskz_loadu_ps(m, db + i)));
+  }
+  if (!dx) return;
+  const __m512 ma = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / float(C));
+  const __m512 mb = _mm512_set1_ps(_mm512_reduce_add_ps(sgh) / float(C)), vr = _mm512_set1_ps(rstd);
+  for (int64_t i = 0; i < C; i += 16) {
+    const __mmask16 m = lanes_left(C - i);
+    const __m512 gh = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + i), w ? _mm512_maskz_loadu_ps(m, w + i) : one);
+    const __m512 r = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(m, h + i), mb, _mm512_sub_ps(gh, ma));
+    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vr, r));
+  }
+}
+#endif
+
+// z = layer_norm(x) over one slab; xh (may be null) = the normalised x
+// before weight and bias, rs = each row's rstd.
+template <class T>
+void norm_forward(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, T* z, T* xh, T* rs) {
+  const int64_t n = g.n_in, W = g.W, C = a.C;
+  if (!g.tiled) {
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t r = 0; r < W / C; ++r)
+        rs[p * (W / C) + r] =
+            norm_row(x + p * xps + r * C, C, a.w, a.b, a.eps, z + p * W + r * C, xh ? xh + p * W + r * C : nullptr);
+    return;
+  }
+  // Tiled: each lane is a row of x, its C = n values one per position.
+  T* mu = rs + W;
+  std::fill(mu, mu + W, T(0));
+  std::fill(rs, rs + W, T(0));
+  for (int64_t p = 0; p < n; ++p)
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) mu[w] += x[p * xps + w];
+  const T inv = T(1) / T(n);
+  for (int64_t w = 0; w < W; ++w) mu[w] *= inv;
+  for (int64_t p = 0; p < n; ++p)
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) rs[w] += (x[p * xps + w] - mu[w]) * (x[p * xps + w] - mu[w]);
+  for (int64_t w = 0; w < W; ++w) rs[w] = T(1) / std::sqrt(rs[w] * inv + a.eps);
+  for (int64_t p = 0; p < n; ++p) {
+    const T wp = a.w ? a.w[p] : T(1), bp = a.b ? a.b[p] : T(0);
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) {
+      const T t = (x[p * xps + w] - mu[w]) * rs[w];
+      if (xh) xh[p * W + w] = t;
+      z[p * W + w] = t * wp + bp;
+    }
+  }
+}
+
+// The norm's backward over one slab: dz the gradient of z, xh and rs from
+// norm_forward; dx (may be null) = the gradient of x; dw, db (may be null)
+// += this slab's weight and bias gradients.
+template <class T>
+void norm_backward(const Around<T>& a, const Geometry& g, const T* dz, const T* xh, const T* rs, T* dx, T* dw, T* db,
+                   T* lanes) {
+  const int64_t n = g.n_in, W = g.W, C = a.C;
+  if (!g.tiled) {
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t r = 0; r < W / C; ++r) {
+        const int64_t at = p * W + r * C;
+        norm_row_backward(dz + at, xh + at, C, a.w, rs[p * (W / C) + r], dx ? dx + at : nullptr, dw, db);
+      }
+    return;
+  }
+  T* sg = lanes;
+  T* sgh = lanes + W;
+  std::fill(sg, sg + 2 * W, T(0));
+  for (int64_t p = 0; p < n; ++p) {
+    const T wp = a.w ? a.w[p] : T(1);
+    const T* d = dz + p * W;
+    const T* h = xh + p * W;
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w) {
+      sg[w] += d[w] * wp;
+      sgh[w] += d[w] * wp * h[w];
+    }
+    if (dw) {
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t w = 0; w < W; ++w) s += d[w] * h[w];
+      dw[p] += s;
+    }
+    if (db) db[p] += row_sum(d, W);
+  }
+  if (!dx) return;
+  const T inv = T(1) / T(n);
+  for (int64_t p = 0; p < n; ++p) {
+    const T wp = a.w ? a.w[p] : T(1);
+#pragma omp simd
+    for (int64_t w = 0; w < W; ++w)
+      dx[p * W + w] = rs[w] * (dz[p * W + w] * wp - sg[w] * inv - xh[p * W + w] * sgh[w] * inv);
+  }
+}
+
+// y (contiguous [outer, n_out, inner]) = the body over x, with `a` around it.
+template <class T, class Body>
+void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around<T>& a) {
+  const int64_t W = g.W, own = body.forward_scratch(W);
+  const int64_t slabs = (g.tiled ? g.n_in + g.n_out : 0) + (a.norm ? g.n_in : 0);
+  tile::for_each_task(
+      g.units, [&] { return std::vector<T>(own + slabs * W + a.stats(g)); },
+      [&](std::vector<T>& s, int64_t u) {
+        T* next = s.data() + own;  // the driver's slabs
+        auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
+        const int64_t rows = g.rows(u);
+        const T* xs = x + u * g.so;  // x's slab
+        int64_t xps = g.sn;
+        if (g.tiled) {
+          T* t = take(g.n_in);
+          load_tile(x, g.so, g.sn, g.n_in, u * W, rows, W, t);
+          xs = t;
+          xps = W;
+        }
+        const T* src = xs;
+        int64_t sps = xps;
+        if (a.norm) {
+          T* z = take(g.n_in);
+          norm_forward(a, g, xs, xps, z, static_cast<T*>(nullptr), s.data() + own + slabs * W);
+          src = z;
+          sps = W;
+        }
+        T* dst = g.tiled ? take(g.n_out) : y + u * g.n_out * g.inner;
+        body.forward(W, src, sps, dst, s.data());
+        if (a.residual)
+          for (int64_t p = 0; p < g.n_out; ++p)
+#pragma omp simd
+            for (int64_t w = 0; w < W; ++w) dst[p * W + w] += xs[p * xps + w];
+        if (g.tiled) store_tile(dst, g.n_out, u * W, rows, W, y);
+      });
+}
+
+// The backward of forward: dx (contiguous like x3, or null) from dy
+// (contiguous [outer, n_out, inner]) and x; returns the parameter-gradient
+// sums, the body's (body.sums()) then, with the norm, its weight's and
+// bias's [C] each (zero where not wanted).
+template <class T, class Body>
+std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T* dy, T* dx, const Around<T>& a,
+                        bool want_norm_w, bool want_norm_b) {
+  const int64_t W = g.W, own = body.backward_scratch(W);
+  const int64_t per_chunk = units_per_chunk(g.n_in, W);
+  const int64_t chunks = (g.units + per_chunk - 1) / per_chunk;
+  const int64_t body_sums = body.sums(), sum_size = body_sums + (a.norm ? 2 * a.C : 0);
+  std::vector<T> partial(chunks * sum_size, T(0));
+  // Slabs: the x, dy and dx tiles when tiled; z, xh and dz with the norm.
+  const int64_t slabs = (g.tiled ? 2 * g.n_in + g.n_out : 0) + (a.norm ? 3 * g.n_in : 0);
+  tile::for_each_task(
+      chunks, [&] { return std::vector<T>(own + slabs * W + a.stats(g) + (a.norm && g.tiled ? 2 * W : 0)); },
+      [&](std::vector<T>& s, int64_t c) {
+        T* next = s.data() + own;
+        auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
+        T* tx = g.tiled ? take(g.n_in) : nullptr;
+        T* tdy = g.tiled ? take(g.n_out) : nullptr;
+        T* tdx = g.tiled ? take(g.n_in) : nullptr;
+        T* z = a.norm ? take(g.n_in) : nullptr;
+        T* xh = a.norm ? take(g.n_in) : nullptr;
+        T* dz = a.norm ? take(g.n_in) : nullptr;
+        T* rs = next;
+        T* lanes = next + a.stats(g);
+        T* sums = partial.data() + c * sum_size;
+        T* dw = a.norm && want_norm_w ? sums + body_sums : nullptr;
+        T* db = a.norm && want_norm_b ? sums + body_sums + a.C : nullptr;
+        for (int64_t u = c * per_chunk; u < std::min(g.units, (c + 1) * per_chunk); ++u) {
+          const int64_t rows = g.rows(u);
+          const T* xs = x + u * g.so;
+          int64_t xps = g.sn;
+          if (g.tiled) {
+            load_tile(x, g.so, g.sn, g.n_in, u * W, rows, W, tx);
+            xs = tx;
+            xps = W;
+          }
+          const T* src = xs;
+          int64_t sps = xps;
+          if (a.norm) {
+            norm_forward(a, g, xs, xps, z, xh, rs);
+            src = z;
+            sps = W;
+          }
+          const T* dys = dy + u * g.n_out * g.inner;
+          if (g.tiled) {
+            load_tile(dy, g.n_out, int64_t(1), g.n_out, u * W, rows, W, tdy);
+            dys = tdy;
+          }
+          T* dxs = !dx ? nullptr : g.tiled ? tdx : dx + u * g.n_in * g.inner;
+          body.backward(W, src, sps, dys, a.norm ? dz : dxs, sums, s.data());
+          if (a.norm) norm_backward(a, g, dz, xh, rs, dxs, dw, db, lanes);
+          if (!dxs) continue;
+          if (a.residual)
+            for (int64_t i = 0; i < g.n_in * W; ++i) dxs[i] += dys[i];
+          if (g.tiled) store_tile(dxs, g.n_in, u * W, rows, W, dx);
+        }
+      });
+  std::vector<T> total(sum_size, T(0));
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t i = 0; i < sum_size; ++i) total[i] += partial[c * sum_size + i];
+  return total;
 }
 
 }  // namespace dimix::slab
