@@ -25,8 +25,8 @@ MixerBlock::MixerBlock(int64_t tokens, int64_t channels, const std::string& toke
 }
 
 Tensor MixerBlock::forward(const Tensor& x) const {
-  const Tensor y = x + token_mix->forward(norm0->forward(x));
-  return y + channel_mix->forward(norm1->forward(y));
+  const Tensor y = token_mix->forward_residual(x, *norm0);  // x + token_mix(norm0(x))
+  return channel_mix->forward_residual(y, *norm1);
 }
 
 PatchMixerBlock::PatchMixerBlock(int64_t channels, int64_t p, double expansion) : patch(p) {

@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "models/layers.h"
+#include "ops/elementwise.h"
 
 namespace dimix {
 namespace {
@@ -18,6 +20,10 @@ std::map<std::string, Entry>& table() {
   return t;
 }
 }  // namespace
+
+Tensor Mixer::forward_residual(const Tensor& x, const LayerNorm& norm, const Tensor& key_mask) const {
+  return x + forward(norm.forward(x), key_mask);
+}
 
 void register_mixer(const std::string& name, const std::string& description, MixerFactory factory) {
   table()[name] = Entry{description, std::move(factory)};

@@ -31,9 +31,16 @@ struct MixerSpec {
   std::string activation;   // empty: the mixer's own default (GELU; ELU for butterfly-linear)
 };
 
+class LayerNorm;
+
 class Mixer : public Module {
  public:
   virtual Tensor forward(const Tensor& x, const Tensor& key_mask = Tensor()) const = 0;
+  // x + forward(norm(x)): the pre-norm residual branch of a mixer block
+  // (norm over x's last dim). A mixer whose op can take the norm and the
+  // add into its own pass over memory overrides this (PreNormResidual,
+  // ops/prenorm_residual.h); the result is the same.
+  virtual Tensor forward_residual(const Tensor& x, const LayerNorm& norm, const Tensor& key_mask = Tensor()) const;
 };
 
 using MixerFactory = std::function<std::shared_ptr<Mixer>(const MixerSpec&)>;

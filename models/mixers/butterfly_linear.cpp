@@ -11,7 +11,8 @@
 // Parameters: 4 h b^3 + h b^2 + b^2 (4 b^3 + 2 b^2 at h = 1).
 // With ELU (its default) or exact GELU the four products are one block_chain
 // op (ops/block_chain.h), which runs them on one slab of x at a time in
-// cache; other activations compose four block_linear calls.
+// cache (in a mixer block with the block's LayerNorm and residual add:
+// forward_residual); other activations compose four block_linear calls.
 #include "models/layers.h"
 #include "models/mixer.h"
 #include "ops/block_chain.h"
@@ -35,21 +36,27 @@ class ButterflyLinearMixer : public Mixer {
     l2b_ = register_module("layer2.factor2", std::make_shared<BlockLinear>(b_, bh_, b_, true));
   }
   Tensor forward(const Tensor& x, const Tensor&) const override {
-    if (act_name_ == "elu" || act_name_ == "gelu")
-      return block_chain(x,
-                         {{l1a_->weight, l1a_->bias, 1, 1, ""},
-                          {l1b_->weight, l1b_->bias, bh_, 1, act_name_},
-                          {l2a_->weight, l2a_->bias, 1, 1, ""},
-                          {l2b_->weight, l2b_->bias, b_, 1, ""}},
-                         axis_);
+    if (fused()) return block_chain(x, chain(), axis_);
     Tensor y = l1a_->forward(x, axis_, 1, 1);
     y = act_(l1b_->forward(y, axis_, bh_, 1));
     y = l2a_->forward(y, axis_, 1, 1);
     return l2b_->forward(y, axis_, b_, 1);
   }
+  // With the fused op, the norm and the residual add run in its pass.
+  Tensor forward_residual(const Tensor& x, const LayerNorm& norm, const Tensor& key_mask) const override {
+    if (!fused()) return Mixer::forward_residual(x, norm, key_mask);
+    return block_chain(x, chain(), axis_, {true, norm.weight, norm.bias, norm.eps, true});
+  }
   std::string type_name() const override { return "ButterflyLinear"; }
 
  private:
+  bool fused() const { return act_name_ == "elu" || act_name_ == "gelu"; }
+  std::vector<BlockChainStep> chain() const {
+    return {{l1a_->weight, l1a_->bias, 1, 1, ""},
+            {l1b_->weight, l1b_->bias, bh_, 1, act_name_},
+            {l2a_->weight, l2a_->bias, 1, 1, ""},
+            {l2b_->weight, l2b_->bias, b_, 1, ""}};
+  }
   int64_t axis_, b_ = 0, bh_ = 0;
   std::string act_name_;
   Activation act_;

@@ -9,7 +9,8 @@
 // authors' code never materialise. With the default (exact) GELU all levels
 // are one block_mlp op (ops/block_mlp.h), which runs them on one slab of x
 // at a time in cache; other activations compose two block_linear calls
-// around the activation per level.
+// around the activation per level. In a mixer block the fused op also takes
+// the block's LayerNorm and residual add (forward_residual).
 #include "models/layers.h"
 #include "models/mixer.h"
 #include "ops/block_linear.h"
@@ -36,12 +37,7 @@ class ButterflyMLPMixer : public Mixer {
     }
   }
   Tensor forward(const Tensor& x, const Tensor&) const override {
-    if (fused_) {
-      std::vector<BlockMlpLevel> levels;
-      for (size_t i = 0; i < strides_.size(); ++i)
-        levels.push_back({fc1_[i]->weight, fc1_[i]->bias, fc2_[i]->weight, fc2_[i]->bias, strides_[i]});
-      return block_mlp(x, levels, axis_);
-    }
+    if (fused_) return block_mlp(x, levels(), axis_);
     Tensor y = x;
     for (size_t i = 0; i < strides_.size(); ++i) {
       const Tensor h = act_(fc1_[i]->forward(y, axis_, strides_[i], 1));
@@ -49,9 +45,20 @@ class ButterflyMLPMixer : public Mixer {
     }
     return y;
   }
+  // With the fused op, the norm and the residual add run in its pass.
+  Tensor forward_residual(const Tensor& x, const LayerNorm& norm, const Tensor& key_mask) const override {
+    if (!fused_) return Mixer::forward_residual(x, norm, key_mask);
+    return block_mlp(x, levels(), axis_, {true, norm.weight, norm.bias, norm.eps, true});
+  }
   std::string type_name() const override { return "ButterflyMLP"; }
 
  private:
+  std::vector<BlockMlpLevel> levels() const {
+    std::vector<BlockMlpLevel> out;
+    for (size_t i = 0; i < strides_.size(); ++i)
+      out.push_back({fc1_[i]->weight, fc1_[i]->bias, fc2_[i]->weight, fc2_[i]->bias, strides_[i]});
+    return out;
+  }
   int64_t axis_;
   Activation act_;
   bool fused_;  // exact GELU: one block_mlp op for all levels
