@@ -297,24 +297,13 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
             slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
                            slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
         // The sums hold, per step, dw | db, then the norm's dw | db.
-        const T* at = sums.data();
-        auto take = [&](size_t i, const Shape& shape) {
-          const int64_t size = shape_numel(shape);
-          if (wanted[i]) {
-            grads[i] = empty(shape, t);
-            std::copy(at, at + size, grads[i].data<T>());
-          }
-          at += size;
-        };
-        for (size_t i = 0; i < saved.size(); ++i) {
-          const Shape& ws = saved[i].weight.sizes();
-          take(1 + 2 * i, ws);
-          take(2 + 2 * i, {ws[0], ws[1]});
+        std::vector<Shape> shapes;
+        for (const BlockChainStep& s : saved) {
+          const Shape& ws = s.weight.sizes();
+          shapes.insert(shapes.end(), {ws, {ws[0], ws[1]}});
         }
-        if (saved_ar.norm) {
-          take(nw - 2, {in_shape.back()});
-          take(nw - 1, {in_shape.back()});
-        }
+        if (saved_ar.norm) shapes.insert(shapes.end(), {{in_shape.back()}, {in_shape.back()}});
+        slab::take_sums(sums, shapes, 1, wanted, grads, t);
       });
       if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
       return grads;

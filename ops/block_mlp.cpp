@@ -280,26 +280,13 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
             slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
                            slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
         // The sums hold, per level, dw1 | db1 | dw2 | db2, then the norm's dw | db.
-        const T* at = sums.data();
-        auto take = [&](size_t i, const Shape& shape) {
-          const int64_t size = shape_numel(shape);
-          if (wanted[i]) {
-            grads[i] = empty(shape, t);
-            std::copy(at, at + size, grads[i].data<T>());
-          }
-          at += size;
-        };
-        for (size_t l = 0; l < saved.size(); ++l) {
-          const int64_t G = saved[l].w1.sizes()[0], h = saved[l].w1.sizes()[1], b = saved[l].w1.sizes()[2];
-          take(1 + 4 * l, {G, h, b});
-          take(2 + 4 * l, {G, h});
-          take(3 + 4 * l, {G, b, h});
-          take(4 + 4 * l, {G, b});
+        std::vector<Shape> shapes;
+        for (const BlockMlpLevel& l : saved) {
+          const int64_t G = l.w1.sizes()[0], h = l.w1.sizes()[1], b = l.w1.sizes()[2];
+          shapes.insert(shapes.end(), {{G, h, b}, {G, h}, {G, b, h}, {G, b}});
         }
-        if (saved_ar.norm) {
-          take(nw - 2, {in_shape.back()});
-          take(nw - 1, {in_shape.back()});
-        }
+        if (saved_ar.norm) shapes.insert(shapes.end(), {{in_shape.back()}, {in_shape.back()}});
+        slab::take_sums(sums, shapes, 1, wanted, grads, t);
       });
       if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
       return grads;

@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -304,6 +305,32 @@ void norm_backward(const Around<T>& a, const Geometry& g, const T* dz, const T* 
   }
 }
 
+// x's slab of unit u: in place (positions sn apart), or loaded into the
+// tile t when tiled (positions W apart).
+template <class T>
+std::pair<const T*, int64_t> x_slab(const Geometry& g, const T* x, int64_t u, T* t) {
+  if (!g.tiled) return {x + u * g.so, g.sn};
+  load_tile(x, g.so, g.sn, g.n_in, u * g.W, g.rows(u), g.W, t);
+  return {t, g.W};
+}
+
+// The parameter gradients from backward's sums: grads[first + i] gets the
+// next shape_numel(shapes[i]) values where wanted[first + i] (the sums hold
+// every gradient in the order of the op's inputs, wanted or not).
+template <class T>
+void take_sums(const std::vector<T>& sums, const std::vector<Shape>& shapes, size_t first,
+               const std::vector<bool>& wanted, std::vector<Tensor>& grads, DType t) {
+  const T* at = sums.data();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const int64_t size = shape_numel(shapes[i]);
+    if (wanted[first + i]) {
+      grads[first + i] = empty(shapes[i], t);
+      std::copy(at, at + size, grads[first + i].data<T>());
+    }
+    at += size;
+  }
+}
+
 // y (contiguous [outer, n_out, inner]) = the body over x, with `a` around it.
 template <class T, class Body>
 void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around<T>& a) {
@@ -314,15 +341,7 @@ void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around
       [&](std::vector<T>& s, int64_t u) {
         T* next = s.data() + own;  // the driver's slabs
         auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
-        const int64_t rows = g.rows(u);
-        const T* xs = x + u * g.so;  // x's slab
-        int64_t xps = g.sn;
-        if (g.tiled) {
-          T* t = take(g.n_in);
-          load_tile(x, g.so, g.sn, g.n_in, u * W, rows, W, t);
-          xs = t;
-          xps = W;
-        }
+        const auto [xs, xps] = x_slab(g, x, u, g.tiled ? take(g.n_in) : nullptr);
         const T* src = xs;
         int64_t sps = xps;
         if (a.norm) {
@@ -337,7 +356,7 @@ void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around
           for (int64_t p = 0; p < g.n_out; ++p)
 #pragma omp simd
             for (int64_t w = 0; w < W; ++w) dst[p * W + w] += xs[p * xps + w];
-        if (g.tiled) store_tile(dst, g.n_out, u * W, rows, W, y);
+        if (g.tiled) store_tile(dst, g.n_out, u * W, g.rows(u), W, y);
       });
 }
 
@@ -373,13 +392,7 @@ std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T
         T* db = a.norm && want_norm_b ? sums + body_sums + a.C : nullptr;
         for (int64_t u = c * per_chunk; u < std::min(g.units, (c + 1) * per_chunk); ++u) {
           const int64_t rows = g.rows(u);
-          const T* xs = x + u * g.so;
-          int64_t xps = g.sn;
-          if (g.tiled) {
-            load_tile(x, g.so, g.sn, g.n_in, u * W, rows, W, tx);
-            xs = tx;
-            xps = W;
-          }
+          const auto [xs, xps] = x_slab(g, x, u, tx);
           const T* src = xs;
           int64_t sps = xps;
           if (a.norm) {

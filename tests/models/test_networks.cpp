@@ -155,20 +155,17 @@ TEST_CASE("mixers: butterfly-mlp mixes every input into every output", "[models]
 
 namespace {
 
-// A mixer's output and the gradients of its input and every parameter (under
-// one random weighting) equal those of `reference`, which computes the same
-// map from the input and the mixer's own parameter tensors (by name).
-void check_mixer_matches(
-    Mixer& m, const Shape& shape,
-    const std::function<Tensor(const Tensor&, const std::map<std::string, Tensor>&)>& reference) {
-  std::map<std::string, Tensor> p;
-  for (const auto& [name, t] : m.named_parameters()) p[name] = t;
+// A module's output under `forward` and the gradients of its input and
+// every parameter (under one random weighting) equal those under
+// `reference`, another computation of the same map.
+void check_module_matches(Module& m, const Shape& shape, const std::function<Tensor(const Tensor&)>& forward,
+                          const std::function<Tensor(const Tensor&)>& reference) {
   Generator g(4);
   const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
   auto run = [&](bool ref) {
     m.zero_grad();
     Tensor x = x0.detach().set_requires_grad(true);
-    const Tensor y = ref ? reference(x, p) : m.forward(x);
+    const Tensor y = ref ? reference(x) : forward(x);
     backward(y, up);
     std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
     for (const auto& [name, t] : m.named_parameters()) out.push_back(t.grad().to_vector<double>());
@@ -181,6 +178,17 @@ void check_mixer_matches(
     REQUIRE(got[i].size() == want[i].size());
     for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
   }
+}
+
+// A mixer against `reference`, which computes the same map from the input
+// and the mixer's own parameter tensors (by name).
+void check_mixer_matches(
+    Mixer& m, const Shape& shape,
+    const std::function<Tensor(const Tensor&, const std::map<std::string, Tensor>&)>& reference) {
+  std::map<std::string, Tensor> p;
+  for (const auto& [name, t] : m.named_parameters()) p[name] = t;
+  check_module_matches(
+      m, shape, [&](const Tensor& x) { return m.forward(x); }, [&](const Tensor& x) { return reference(x, p); });
 }
 
 }  // namespace
@@ -249,29 +257,12 @@ TEST_CASE("mixer blocks: the butterfly mixers' fused norm and residual equal x +
       copy_(n->weight, add(mul(randn({9}, DType::f32, &g), 0.3), 1.0));
       copy_(n->bias, mul(randn({9}, DType::f32, &g), 0.3));
     }
-    const Tensor x0 = randn({3, 16, 9}, DType::f32, &g), up = randn({3, 16, 9}, DType::f32, &g);
-    auto run = [&](bool reference) {
-      block.zero_grad();
-      Tensor x = x0.detach().set_requires_grad(true);
-      Tensor y;
-      if (reference) {
-        const Tensor h = x + block.token_mix->forward(block.norm0->forward(x));
-        y = h + block.channel_mix->forward(block.norm1->forward(h));
-      } else {
-        y = block.forward(x);
-      }
-      backward(y, up);
-      std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
-      for (const auto& [name, t] : block.named_parameters()) out.push_back(t.grad().to_vector<double>());
-      return out;
-    };
-    const auto got = run(false), want = run(true);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      INFO("tensor " << i << " (0: output, 1: input gradient, then the parameters' gradients)");
-      REQUIRE(got[i].size() == want[i].size());
-      for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
-    }
+    check_module_matches(
+        block, {3, 16, 9}, [&](const Tensor& x) { return block.forward(x); },
+        [&](const Tensor& x) {
+          const Tensor h = x + block.token_mix->forward(block.norm0->forward(x));
+          return h + block.channel_mix->forward(block.norm1->forward(h));
+        });
   }
 }
 
