@@ -34,9 +34,7 @@
 namespace dimix {
 namespace {
 
-using slab::load_tile;
 using slab::row_sum;
-using slab::store_tile;
 using tile::dot_block;
 using tile::small_gemm;
 

@@ -35,9 +35,7 @@ namespace {
 
 using tile::dot_block;
 using tile::small_gemm;
-using slab::load_tile;
 using slab::row_sum;
-using slab::store_tile;
 
 // Rows of x per transposed tile (inner == 1): 128 (eight f32 vectors) while
 // a few tiles [n, rows] fit in L2 together, fewer for long rows. Wide tiles

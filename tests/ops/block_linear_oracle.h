@@ -142,4 +142,21 @@ inline void check_block_linear(const BlockLinearCase& c, DType t, double tol) {
   check_values_and_grads(y, y_ref, leaves, tol, gen);
 }
 
+// check_block_linear for every case, in f64 (1e-12) and f32 (f32_tol).
+inline void check_block_linear_cases(const std::vector<BlockLinearCase>& cases, double f32_tol) {
+  for (const BlockLinearCase& c : cases) {
+    INFO("x " << shape_str(c.x) << " dim " << c.dim << " G " << c.G << " b " << c.b_in << "->" << c.b_out
+              << " strides " << c.g_in << "->" << c.g_out << (c.bias ? " bias" : "")
+              << (c.noncontig ? " noncontig" : ""));
+    {
+      INFO("f64");
+      check_block_linear(c, DType::f64, 1e-12);
+    }
+    {
+      INFO("f32");
+      check_block_linear(c, DType::f32, f32_tol);
+    }
+  }
+}
+
 }  // namespace dimix::test

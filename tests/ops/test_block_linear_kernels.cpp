@@ -20,21 +20,7 @@ namespace {
 
 using Case = BlockLinearCase;
 
-void check_cases(const std::vector<Case>& cases) {
-  for (const Case& c : cases) {
-    INFO("x " << shape_str(c.x) << " dim " << c.dim << " G " << c.G << " b " << c.b_in << "->" << c.b_out
-              << " strides " << c.g_in << "->" << c.g_out << (c.bias ? " bias" : "")
-              << (c.noncontig ? " noncontig" : ""));
-    {
-      INFO("f64");
-      check_block_linear(c, DType::f64, 1e-12);
-    }
-    {
-      INFO("f32");
-      check_block_linear(c, DType::f32, 3e-5);
-    }
-  }
-}
+void check_cases(const std::vector<Case>& cases) { check_block_linear_cases(cases, 3e-5); }
 
 }  // namespace
 

@@ -95,19 +95,7 @@ TEST_CASE("block_linear: equals the permute / bmm / un-permute composite, forwar
       {{10, 4}, 0, 1, 10, 3, 1, 1, true, false},        // G = 1 along dim 0
       {{12, 3, 2}, 0, 4, 3, 3, 2, 2, true, true},       // dim 0, strided groups
   };
-  for (const BlockLinearCase& c : cases) {
-    INFO("x " << shape_str(c.x) << " dim " << c.dim << " G " << c.G << " b " << c.b_in << "->" << c.b_out
-              << " strides " << c.g_in << "->" << c.g_out << (c.bias ? " bias" : "")
-              << (c.noncontig ? " noncontig" : ""));
-    {
-      INFO("f64");
-      check_block_linear(c, DType::f64, 1e-12);
-    }
-    {
-      INFO("f32");
-      check_block_linear(c, DType::f32, 2e-5);
-    }
-  }
+  check_block_linear_cases(cases, 2e-5);
 }
 
 TEST_CASE("block_linear: the dense matrix it represents is the butterfly block pattern", "[butterfly]") {
@@ -414,11 +402,8 @@ TEST_CASE("block_attention: outputs and gradients are bit-identical across threa
       for (const Tensor& g : leaf_grads(y, weighting, qkv)) r.push_back(g.to_vector<float>());
       return r;
     };
-    const int threads = get_num_threads();
     const auto a = run();
-    set_num_threads(1);
-    const auto b = run();
-    set_num_threads(threads);
+    const auto b = on_threads(1, run);
     const auto c = run();
     for (size_t i = 0; i < a.size(); ++i) {
       CHECK(a[i] == b[i]);
