@@ -26,10 +26,10 @@
 #include "ops/block_linear.h"
 #include "ops/common.h"
 #include "ops/elementwise.h"
+#include "ops/elu_kernel.h"
 #include "ops/gelu_kernel.h"
 #include "ops/slab.h"
 #include "ops/tile_gemm.h"
-#include "ops/vec_math.h"
 
 namespace dimix {
 namespace {
@@ -61,22 +61,8 @@ struct Step {
 // a = act(a) over n contiguous values; deriv (if not null) = act'(z).
 template <class T>
 void activate(Act act, T* a, T* deriv, int64_t n) {
-  if (act == Act::gelu) return gelu_erf_array<T>(a, a, deriv, n);
-  if (act != Act::elu) return;
-  // ELU, alpha 1: z > 0 ? z : e^z - 1, slope z > 0 ? 1 : e^z (the exp of
-  // min(z, 0) for every lane, then selects, so the loop vectorises).
-  if (deriv) {
-    for (int64_t i = 0; i < n; ++i) {
-      const T z = a[i], e = exp_vec(z < T(0) ? z : T(0));
-      a[i] = z > T(0) ? z : e - T(1);
-      deriv[i] = z > T(0) ? T(1) : e;
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      const T z = a[i], e = exp_vec(z < T(0) ? z : T(0));
-      a[i] = z > T(0) ? z : e - T(1);
-    }
-  }
+  if (act == Act::gelu) gelu_erf_array<T>(a, a, deriv, n);
+  if (act == Act::elu) elu_array<T>(a, a, deriv, n);
 }
 
 // One step over a slab: src (positions sps apart) -> dst [n_out, W]

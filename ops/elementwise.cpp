@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "ops/common.h"
+#include "ops/elu_kernel.h"
 #include "ops/gelu_kernel.h"
 #include "ops/reduce.h"
 #include "ops/vec_math.h"
@@ -71,7 +72,7 @@ void unary_loop(const Tensor& out, const Tensor& x, F f) {
   strided_apply<2>(out.sizes(), {&out.strides(), &x.strides()},
                    [&](const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st, int64_t n) {
                      // A local copy of f: read through the reference, a
-                     // captured scalar (ELU's alpha) might alias o[], and
+                     // captured scalar might alias o[], and
                      // GCC then leaves the loop scalar (4x slower).
                      const F fn = f;
                      T* o = po + off[0];
@@ -99,14 +100,19 @@ void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& x, double alpha_d) {
     case UnaryOp::tanh: return unary_loop<T>(out, x, [](T v) { return tanh_vec(v); });
     case UnaryOp::sigmoid: return unary_loop<T>(out, x, [](T v) { return T(1) / (T(1) + exp_vec(-v)); });
     case UnaryOp::relu: return unary_loop<T>(out, x, [](T v) { return v > T(0) ? v : T(0); });
-    case UnaryOp::elu:
-      // exp of min(v, 0) for every lane, then a select: with the exp behind
-      // the branch GCC called a scalar exp per element (half of a
-      // butterfly-linear mixer's step).
-      return unary_loop<T>(out, x, [alpha](T v) {
-        const T e = exp_vec(v < T(0) ? v : T(0));
-        return v > T(0) ? v : alpha * (e - T(1));
-      });
+    case UnaryOp::elu: {
+      // Contiguous runs go to the array kernel (ops/elu_kernel.h: expm1
+      // near 0, AVX-512 intrinsics for f32).
+      T* po = out.data<T>();
+      const T* px = x.data<T>();
+      return strided_apply<2>(
+          out.sizes(), {&out.strides(), &x.strides()},
+          [&](const std::array<int64_t, 2>& off, const std::array<int64_t, 2>& st, int64_t n) {
+            if (st[0] == 1 && st[1] == 1) return elu_array<T>(px + off[1], po + off[0], nullptr, n, alpha);
+            for (int64_t i = 0; i < n; ++i)
+              elu_array<T>(px + off[1] + i * st[1], po + off[0] + i * st[0], nullptr, 1, alpha);
+          });
+    }
     case UnaryOp::gelu_erf: {
       // Contiguous runs go to the array kernel (AVX-512 intrinsics for f32).
       T* po = out.data<T>();
