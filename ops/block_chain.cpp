@@ -245,19 +245,23 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
   const slab::Geometry geo(x3, n, tile_rows(n_max, static_cast<int64_t>(st.size()), static_cast<int64_t>(dtype_size(x.dtype()))));
   const PreNormResidual ar = slab::contiguous_around(around);
   const Tensor y3 = empty(y_shape3, x.dtype());
+  // inputs: x, per step weight, bias, then the norm's weight and bias.
+  std::vector<Tensor> inputs = {x};
+  for (const BlockChainStep& s : steps) inputs.insert(inputs.end(), {s.weight, s.bias});
+  inputs.insert(inputs.end(), {around.weight, around.bias});
+  const bool grad = needs_grad(inputs);
+  Tensor stats;  // the norm's statistics, saved for the backward
   dispatch_float(x.dtype(), op, [&]<class T>() {
     const ChainBody<T> body(raw_steps<T>(st), std::vector<std::array<bool, 2>>(st.size()), n0);
-    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), slab::around_of<T>(ar, x.sizes().back()));
+    const slab::Around<T> a = slab::around_of<T>(ar, x.sizes().back());
+    if (grad && a.norm) stats = empty({a.saved_stats(geo)}, x.dtype());
+    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), a, stats.defined() ? stats.data<T>() : nullptr);
   });
   Shape y_shape = x.sizes();
   y_shape[dim] = n;
   Tensor y = y3.as_strided(y_shape, contiguous_strides(y_shape), 0);
 
-  // inputs: x, per step weight, bias, then the norm's weight and bias.
-  std::vector<Tensor> inputs = {x};
-  for (const BlockChainStep& s : steps) inputs.insert(inputs.end(), {s.weight, s.bias});
-  inputs.insert(inputs.end(), {around.weight, around.bias});
-  if (needs_grad(inputs)) {
+  if (grad) {
     std::vector<bool> wanted;
     for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
     const Tensor sx = x3.detach();
@@ -279,7 +283,8 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
         const size_t nw = wanted.size();
         const std::vector<T> sums =
             slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
-                           slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
+                           slab::around_of<T>(saved_ar, in_shape.back()), stats.defined() ? stats.data<T>() : nullptr,
+                           wanted[nw - 2], wanted[nw - 1]);
         // The sums hold, per step, dw | db, then the norm's dw | db.
         std::vector<Shape> shapes;
         for (const BlockChainStep& s : saved) {

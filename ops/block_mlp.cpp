@@ -242,17 +242,21 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
   const slab::Geometry geo(x3, n, tile_rows(n));
   const PreNormResidual ar = slab::contiguous_around(around);
   const Tensor y3 = empty(shape3, x.dtype());
-  dispatch_float(x.dtype(), op, [&]<class T>() {
-    const MlpBody<T> body(raw_levels<T>(lv), std::vector<std::array<bool, 4>>(lv.size()), n);
-    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), slab::around_of<T>(ar, x.sizes().back()));
-  });
-  Tensor y = y3.as_strided(x.sizes(), contiguous_strides(x.sizes()), 0);
-
   // inputs: x, per level w1, b1, w2, b2, then the norm's weight and bias.
   std::vector<Tensor> inputs = {x};
   for (const BlockMlpLevel& l : levels) inputs.insert(inputs.end(), {l.w1, l.b1, l.w2, l.b2});
   inputs.insert(inputs.end(), {around.weight, around.bias});
-  if (needs_grad(inputs)) {
+  const bool grad = needs_grad(inputs);
+  Tensor stats;  // the norm's statistics, saved for the backward
+  dispatch_float(x.dtype(), op, [&]<class T>() {
+    const MlpBody<T> body(raw_levels<T>(lv), std::vector<std::array<bool, 4>>(lv.size()), n);
+    const slab::Around<T> a = slab::around_of<T>(ar, x.sizes().back());
+    if (grad && a.norm) stats = empty({a.saved_stats(geo)}, x.dtype());
+    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), a, stats.defined() ? stats.data<T>() : nullptr);
+  });
+  Tensor y = y3.as_strided(x.sizes(), contiguous_strides(x.sizes()), 0);
+
+  if (grad) {
     std::vector<bool> wanted;
     for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
     const Tensor sx = x3.detach();
@@ -276,7 +280,8 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
         const size_t nw = wanted.size();
         const std::vector<T> sums =
             slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
-                           slab::around_of<T>(saved_ar, in_shape.back()), wanted[nw - 2], wanted[nw - 1]);
+                           slab::around_of<T>(saved_ar, in_shape.back()), stats.defined() ? stats.data<T>() : nullptr,
+                           wanted[nw - 2], wanted[nw - 1]);
         // The sums hold, per level, dw1 | db1 | dw2 | db2, then the norm's dw | db.
         std::vector<Shape> shapes;
         for (const BlockMlpLevel& l : saved) {

@@ -17,7 +17,9 @@
 // The driver (forward / backward below) owns everything but the products:
 // the tiles, the units and chunks, the optional layer norm before and
 // residual after (PreNormResidual), and the ordered sum of the chunks'
-// partial parameter gradients. An op supplies a Body:
+// partial parameter gradients. The forward saves the norm's mean and rstd
+// per row (a few KB), so that the backward's recompute of the norm is one
+// pass over x instead of three. An op supplies a Body:
 //
 //   struct Body {
 //     int64_t n_in, n_out;                 // lengths along the mixed dim
@@ -104,9 +106,12 @@ struct Around {
   const T *w = nullptr, *b = nullptr;
   T eps = T(1e-5);
   int64_t C = 0;
-  // Per-thread statistics for the norm: rstd per normalised row, and two
-  // lane vectors when tiled.
-  int64_t stats(const Geometry& g) const { return norm ? (g.tiled ? 3 * g.W : g.n_in * (g.W / C)) : 0; }
+  // Normalised rows per unit of work: one per lane when tiled, n runs of
+  // C lanes otherwise. The norm's statistics are a mean and an rstd per row.
+  int64_t rows(const Geometry& g) const { return norm ? (g.tiled ? g.W : g.n_in * (g.W / C)) : 0; }
+  // The forward's statistics of all of x, saved for the backward: the means
+  // of every unit's rows, then their rstds.
+  int64_t saved_stats(const Geometry& g) const { return 2 * g.units * rows(g); }
 };
 
 // The raw form of p, C = x's last dim; p's tensors contiguous.
@@ -128,24 +133,29 @@ inline PreNormResidual contiguous_around(const PreNormResidual& p, bool detach =
   return {p.norm, c(p.weight), c(p.bias), p.eps, p.residual};
 }
 
-// One normalised row of C contiguous values: z = xh * w + b (w, b may be
-// null), xh (may be null) = (x - mean) * rstd; returns rstd. Two passes for
-// the statistics, as layer_norm.cpp.
+// The mean and rstd of one row of C contiguous values, in two passes as
+// layer_norm.cpp.
 template <class T>
-T norm_row(const T* x, int64_t C, const T* w, const T* b, T eps, T* z, T* xh) {
-  T mu = 0, var = 0;
-#pragma omp simd reduction(+ : mu)
-  for (int64_t i = 0; i < C; ++i) mu += x[i];
-  mu /= T(C);
+void row_stats(const T* x, int64_t C, T eps, T& mu, T& rstd) {
+  T m = 0, var = 0;
+#pragma omp simd reduction(+ : m)
+  for (int64_t i = 0; i < C; ++i) m += x[i];
+  m /= T(C);
 #pragma omp simd reduction(+ : var)
-  for (int64_t i = 0; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
-  const T rstd = T(1) / std::sqrt(var / T(C) + eps);
+  for (int64_t i = 0; i < C; ++i) var += (x[i] - m) * (x[i] - m);
+  mu = m;
+  rstd = T(1) / std::sqrt(var / T(C) + eps);
+}
+
+// One normalised row: z = xh * w + b (w, b may be null), xh (may be null)
+// = (x - mu) * rstd.
+template <class T>
+void row_apply(const T* x, int64_t C, T mu, T rstd, const T* w, const T* b, T* z, T* xh) {
   for (int64_t i = 0; i < C; ++i) {
     const T t = (x[i] - mu) * rstd;
     if (xh) xh[i] = t;
     z[i] = (w ? t * w[i] : t) + (b ? b[i] : T(0));
   }
-  return rstd;
 }
 
 // A row's backward: d the gradient of z; dx (may be null) = the gradient of
@@ -173,12 +183,15 @@ void norm_row_backward(const T* d, const T* h, int64_t C, const T* w, T rstd, T*
 // mixers' 121 channels have a long scalar tail otherwise).
 inline __mmask16 lanes_left(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
 
+// The sum of 16 lanes, halves first: _mm512_reduce_add_ps's order, without
+// its spurious -Wmaybe-uninitialized under GCC 12.
+inline float lane_sum(__m512 v) { return tile::hsum_tree<float, 16>((tile::Vec<float>)v); }
+
 template <>
-inline float norm_row<float>(const float* x, int64_t C, const float* w, const float* b, float eps, float* z,
-                             float* xh) {
+inline void row_stats<float>(const float* x, int64_t C, float eps, float& mu, float& rstd) {
   __m512 s = _mm512_setzero_ps();
   for (int64_t i = 0; i < C; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lanes_left(C - i), x + i));
-  const float mu = _mm512_reduce_add_ps(s) / float(C);
+  mu = lane_sum(s) / float(C);
   const __m512 vmu = _mm512_set1_ps(mu);
   __m512 v = _mm512_setzero_ps();
   for (int64_t i = 0; i < C; i += 16) {
@@ -186,8 +199,14 @@ inline float norm_row<float>(const float* x, int64_t C, const float* w, const fl
     const __m512 c = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + i), vmu);
     v = _mm512_fmadd_ps(c, c, v);
   }
-  const float rstd = 1.0f / std::sqrt(_mm512_reduce_add_ps(v) / float(C) + eps);
-  const __m512 vr = _mm512_set1_ps(rstd), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  rstd = 1.0f / std::sqrt(lane_sum(v) / float(C) + eps);
+}
+
+template <>
+inline void row_apply<float>(const float* x, int64_t C, float mu, float rstd, const float* w, const float* b,
+                             float* z, float* xh) {
+  const __m512 vmu = _mm512_set1_ps(mu), vr = _mm512_set1_ps(rstd), one = _mm512_set1_ps(1.0f),
+               zero = _mm512_setzero_ps();
   for (int64_t i = 0; i < C; i += 16) {
     const __mmask16 m = lanes_left(C - i);
     const __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmu), vr);
@@ -195,7 +214,6 @@ inline float norm_row<float>(const float* x, int64_t C, const float* w, const fl
     const __m512 vw = w ? _mm512_maskz_loadu_ps(m, w + i) : one, vb = b ? _mm512_maskz_loadu_ps(m, b + i) : zero;
     _mm512_mask_storeu_ps(z + i, m, _mm512_fmadd_ps(t, vw, vb));
   }
-  return rstd;
 }
 
 template <>
@@ -213,8 +231,8 @@ inline void norm_row_backward<float>(const float* d, const float* h, int64_t C, 
     if (db) _mm512_mask_storeu_ps(db + i, m, _mm512_add_ps(vd, _mm512_maskz_loadu_ps(m, db + i)));
   }
   if (!dx) return;
-  const __m512 ma = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / float(C));
-  const __m512 mb = _mm512_set1_ps(_mm512_reduce_add_ps(sgh) / float(C)), vr = _mm512_set1_ps(rstd);
+  const __m512 ma = _mm512_set1_ps(lane_sum(sg) / float(C));
+  const __m512 mb = _mm512_set1_ps(lane_sum(sgh) / float(C)), vr = _mm512_set1_ps(rstd);
   for (int64_t i = 0; i < C; i += 16) {
     const __mmask16 m = lanes_left(C - i);
     const __m512 gh = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, d + i), w ? _mm512_maskz_loadu_ps(m, w + i) : one);
@@ -224,20 +242,17 @@ inline void norm_row_backward<float>(const float* d, const float* h, int64_t C, 
 }
 #endif
 
-// z = layer_norm(x) over one slab; xh (may be null) = the normalised x
-// before weight and bias, rs = each row's rstd.
+// The statistics of one slab's rows: mu and rs get a.rows(g) values each
+// (per lane when tiled, else per position and run of C lanes).
 template <class T>
-void norm_forward(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, T* z, T* xh, T* rs) {
+void norm_stats(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, T* mu, T* rs) {
   const int64_t n = g.n_in, W = g.W, C = a.C;
   if (!g.tiled) {
     for (int64_t p = 0; p < n; ++p)
-      for (int64_t r = 0; r < W / C; ++r)
-        rs[p * (W / C) + r] =
-            norm_row(x + p * xps + r * C, C, a.w, a.b, a.eps, z + p * W + r * C, xh ? xh + p * W + r * C : nullptr);
+      for (int64_t r = 0; r < W / C; ++r) row_stats(x + p * xps + r * C, C, a.eps, mu[p * (W / C) + r], rs[p * (W / C) + r]);
     return;
   }
   // Tiled: each lane is a row of x, its C = n values one per position.
-  T* mu = rs + W;
   std::fill(mu, mu + W, T(0));
   std::fill(rs, rs + W, T(0));
   for (int64_t p = 0; p < n; ++p)
@@ -249,6 +264,22 @@ void norm_forward(const Around<T>& a, const Geometry& g, const T* x, int64_t xps
 #pragma omp simd
     for (int64_t w = 0; w < W; ++w) rs[w] += (x[p * xps + w] - mu[w]) * (x[p * xps + w] - mu[w]);
   for (int64_t w = 0; w < W; ++w) rs[w] = T(1) / std::sqrt(rs[w] * inv + a.eps);
+}
+
+// z = layer_norm(x) over one slab from its statistics; xh (may be null) =
+// the normalised x before weight and bias.
+template <class T>
+void norm_apply(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, const T* mu, const T* rs, T* z,
+                T* xh) {
+  const int64_t n = g.n_in, W = g.W, C = a.C;
+  if (!g.tiled) {
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t r = 0; r < W / C; ++r) {
+        const int64_t i = p * (W / C) + r, at = p * W + r * C;
+        row_apply(x + p * xps + r * C, C, mu[i], rs[i], a.w, a.b, z + at, xh ? xh + at : nullptr);
+      }
+    return;
+  }
   for (int64_t p = 0; p < n; ++p) {
     const T wp = a.w ? a.w[p] : T(1), bp = a.b ? a.b[p] : T(0);
 #pragma omp simd
@@ -260,8 +291,8 @@ void norm_forward(const Around<T>& a, const Geometry& g, const T* x, int64_t xps
   }
 }
 
-// The norm's backward over one slab: dz the gradient of z, xh and rs from
-// norm_forward; dx (may be null) = the gradient of x; dw, db (may be null)
+// The norm's backward over one slab: dz the gradient of z, xh from
+// norm_apply, rs the rows' rstds; dx (may be null) = the gradient of x; dw, db (may be null)
 // += this slab's weight and bias gradients.
 template <class T>
 void norm_backward(const Around<T>& a, const Geometry& g, const T* dz, const T* xh, const T* rs, T* dx, T* dw, T* db,
@@ -332,12 +363,14 @@ void take_sums(const std::vector<T>& sums, const std::vector<Shape>& shapes, siz
 }
 
 // y (contiguous [outer, n_out, inner]) = the body over x, with `a` around it.
+// With the norm, `saved` (a.saved_stats(g) values, or null) gets the rows'
+// statistics for the backward.
 template <class T, class Body>
-void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around<T>& a) {
-  const int64_t W = g.W, own = body.forward_scratch(W);
+void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around<T>& a, T* saved = nullptr) {
+  const int64_t W = g.W, own = body.forward_scratch(W), nr = a.rows(g);
   const int64_t slabs = (g.tiled ? g.n_in + g.n_out : 0) + (a.norm ? g.n_in : 0);
   tile::for_each_task(
-      g.units, [&] { return std::vector<T>(own + slabs * W + a.stats(g)); },
+      g.units, [&] { return std::vector<T>(own + slabs * W + 2 * nr); },
       [&](std::vector<T>& s, int64_t u) {
         T* next = s.data() + own;  // the driver's slabs
         auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
@@ -346,7 +379,10 @@ void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around
         int64_t sps = xps;
         if (a.norm) {
           T* z = take(g.n_in);
-          norm_forward(a, g, xs, xps, z, static_cast<T*>(nullptr), s.data() + own + slabs * W);
+          T* mu = saved ? saved + u * nr : next;
+          T* rs = saved ? saved + (g.units + u) * nr : next + nr;
+          norm_stats(a, g, xs, xps, mu, rs);
+          norm_apply(a, g, xs, xps, mu, rs, z, static_cast<T*>(nullptr));
           src = z;
           sps = W;
         }
@@ -361,12 +397,14 @@ void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around
 }
 
 // The backward of forward: dx (contiguous like x3, or null) from dy
-// (contiguous [outer, n_out, inner]) and x; returns the parameter-gradient
+// (contiguous [outer, n_out, inner]) and x, with the norm's statistics that
+// forward saved (null without the norm); returns the parameter-gradient
 // sums, the body's (body.sums()) then, with the norm, its weight's and
 // bias's [C] each (zero where not wanted).
 template <class T, class Body>
 std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T* dy, T* dx, const Around<T>& a,
-                        bool want_norm_w, bool want_norm_b) {
+                        const T* saved, bool want_norm_w, bool want_norm_b) {
+  DIMIX_CHECK(!a.norm || saved, "slab::backward: the norm's statistics were not saved");
   const int64_t W = g.W, own = body.backward_scratch(W);
   const int64_t per_chunk = units_per_chunk(g.n_in, W);
   const int64_t chunks = (g.units + per_chunk - 1) / per_chunk;
@@ -375,7 +413,7 @@ std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T
   // Slabs: the x, dy and dx tiles when tiled; z, xh and dz with the norm.
   const int64_t slabs = (g.tiled ? 2 * g.n_in + g.n_out : 0) + (a.norm ? 3 * g.n_in : 0);
   tile::for_each_task(
-      chunks, [&] { return std::vector<T>(own + slabs * W + a.stats(g) + (a.norm && g.tiled ? 2 * W : 0)); },
+      chunks, [&] { return std::vector<T>(own + slabs * W + (a.norm && g.tiled ? 2 * W : 0)); },
       [&](std::vector<T>& s, int64_t c) {
         T* next = s.data() + own;
         auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
@@ -385,8 +423,7 @@ std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T
         T* z = a.norm ? take(g.n_in) : nullptr;
         T* xh = a.norm ? take(g.n_in) : nullptr;
         T* dz = a.norm ? take(g.n_in) : nullptr;
-        T* rs = next;
-        T* lanes = next + a.stats(g);
+        T* lanes = next;  // the tiled norm backward's two lane vectors
         T* sums = partial.data() + c * sum_size;
         T* dw = a.norm && want_norm_w ? sums + body_sums : nullptr;
         T* db = a.norm && want_norm_b ? sums + body_sums + a.C : nullptr;
@@ -395,8 +432,9 @@ std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T
           const auto [xs, xps] = x_slab(g, x, u, tx);
           const T* src = xs;
           int64_t sps = xps;
+          const T* rs = a.norm ? saved + (g.units + u) * a.rows(g) : nullptr;
           if (a.norm) {
-            norm_forward(a, g, xs, xps, z, xh, rs);
+            norm_apply(a, g, xs, xps, saved + u * a.rows(g), rs, z, xh);
             src = z;
             sps = W;
           }
