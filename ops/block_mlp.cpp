@@ -11,8 +11,9 @@
 // Forward per panel: H = W1_k X + b1_k, H = gelu(H), Y = W2_k H + b2_k, with
 // H [h, W] in a per-thread scratch in L1; levels ping-pong between two
 // scratch slabs (the first reads x, the last writes y). Backward per slab:
-// the inputs of levels 1.. are recomputed into scratch, then from the last
-// level down, per panel, H is recomputed with gelu' beside it and
+// the inputs of levels 1.. are recomputed into scratch, keeping those
+// levels' hidden slabs and gelu' (the last level's H is recomputed per
+// panel), then from the last level down, per panel,
 //   dW2_k += dY A^T, db2_k += sum dY, dA = W2_k^T dY, dH = dA * gelu'(H),
 //   dW1_k += dH X^T, db1_k += sum dH, dX = W1_k^T dH.
 // Parameter gradients are summed per chunk of slabs (slab.h): bitwise the
@@ -64,36 +65,50 @@ void hidden_panel(const Level<T>& L, int64_t k, int64_t W, const T* X, int64_t x
   small_gemm<T>(L.h, W, L.b, L.w1 + k * L.h * L.b, L.b, 1, X, xs, H, W, L.b1 ? L.b1 + k * L.h : nullptr);
 }
 
-// A level over a slab: src (positions sps apart) -> dst (dps apart).
+// A level over a slab: src (positions sps apart) -> dst (dps apart). H is
+// one [h, W] block reused by every group; or, with D, the level's whole
+// hidden slab [G h, W], group k's block at k h W, kept with gelu' in D for
+// the backward.
 template <class T>
-void level_forward(const Level<T>& L, int64_t W, const T* src, int64_t sps, T* dst, int64_t dps, T* H) {
+void level_forward(const Level<T>& L, int64_t W, const T* src, int64_t sps, T* dst, int64_t dps, T* H,
+                   T* D = nullptr) {
+  const int64_t hw = L.h * W;
   for (int64_t k = 0; k < L.G; ++k) {
-    hidden_panel(L, k, W, src + L.base(k) * sps, L.g * sps, H);
-    gelu_erf_array<T>(H, H, nullptr, L.h * W);
-    small_gemm<T>(L.b, W, L.h, L.w2 + k * L.b * L.h, L.h, 1, H, W, dst + L.base(k) * dps, L.g * dps,
+    T* Hk = D ? H + k * hw : H;
+    hidden_panel(L, k, W, src + L.base(k) * sps, L.g * sps, Hk);
+    gelu_erf_array<T>(Hk, Hk, D ? D + k * hw : nullptr, hw);
+    small_gemm<T>(L.b, W, L.h, L.w2 + k * L.b * L.h, L.h, 1, Hk, W, dst + L.base(k) * dps, L.g * dps,
                   L.b2 ? L.b2 + k * L.b : nullptr);
   }
 }
 
 // A level's backward over a slab: X its input, dY the gradient of its
-// output, dX (may be null) the gradient of its input. Scratch H, D, dA are
-// [h, W] each.
+// output, dX (may be null) the gradient of its input. kept_H, kept_D: the
+// level's hidden slab and gelu' from level_forward (both null: recomputed
+// per group into the scratch H, D [h, W]); dA [h, W] scratch.
 template <class T>
 void level_backward(const Level<T>& L, int64_t W, const T* X, int64_t xps, const T* dY, int64_t dyps, T* dX,
-                    int64_t dxps, const GradSums<T>& sums, T* H, T* D, T* dA) {
+                    int64_t dxps, const GradSums<T>& sums, const T* kept_H, const T* kept_D, T* H, T* D, T* dA) {
   const int64_t hw = L.h * W;
   for (int64_t k = 0; k < L.G; ++k) {
     const T* Xk = X + L.base(k) * xps;
     const T* dYk = dY + L.base(k) * dyps;
     const int64_t xs = L.g * xps, dys = L.g * dyps;
-    hidden_panel(L, k, W, Xk, xs, H);
-    gelu_erf_array<T>(H, H, D, hw);
-    if (sums.dw2) dot_block<T>(L.b, L.h, 1, W, dYk, 0, dys, H, 0, W, sums.dw2 + k * L.b * L.h, L.h);
+    const T* Hk = H;
+    const T* Dk = D;
+    if (kept_H) {
+      Hk = kept_H + k * hw;
+      Dk = kept_D + k * hw;
+    } else {
+      hidden_panel(L, k, W, Xk, xs, H);
+      gelu_erf_array<T>(H, H, D, hw);
+    }
+    if (sums.dw2) dot_block<T>(L.b, L.h, 1, W, dYk, 0, dys, Hk, 0, W, sums.dw2 + k * L.b * L.h, L.h);
     if (sums.db2)
       for (int64_t jo = 0; jo < L.b; ++jo) sums.db2[k * L.b + jo] += row_sum(dYk + jo * dys, W);
     // dA[hh, w] = sum_jo W2_k[jo, hh] dY[jo, w]: W2_k read transposed in place.
     small_gemm<T>(L.h, W, L.b, L.w2 + k * L.b * L.h, 1, L.h, dYk, dys, dA, W);
-    for (int64_t i = 0; i < hw; ++i) dA[i] *= D[i];
+    for (int64_t i = 0; i < hw; ++i) dA[i] *= Dk[i];
     if (sums.db1)
       for (int64_t hh = 0; hh < L.h; ++hh) sums.db1[k * L.h + hh] += row_sum(dA + hh * W, W);
     if (sums.dw1) dot_block<T>(L.h, L.b, 1, W, dA, 0, W, Xk, 0, xs, sums.dw1 + k * L.h * L.b, L.b);
@@ -132,9 +147,13 @@ struct MlpBody {
       sps = W;
     }
   }
-  // H, D, dA [h, W]; the inputs of levels 1.. and two gradient slabs [n, W].
+  // H, D, dA [h, W]; the inputs of levels 1.. and two gradient slabs
+  // [n, W]; the hidden slabs and gelu' of levels 0 .. nl-2 [G h, W] each,
+  // kept from the recompute (the last level's are recomputed per group).
   int64_t backward_scratch(int64_t W) const {
-    return 3 * hidden * W + (static_cast<int64_t>(levels.size()) + 1) * n_in * W;
+    int64_t kept = 0;
+    for (size_t l = 0; l + 1 < levels.size(); ++l) kept += 2 * levels[l].G * levels[l].h * W;
+    return 3 * hidden * W + (static_cast<int64_t>(levels.size()) + 1) * n_in * W + kept;
   }
   void backward(int64_t W, const T* x, int64_t xps, const T* dy, T* dx, T* sums, T* scratch) const {
     const int64_t nl = static_cast<int64_t>(levels.size()), hw = hidden * W, slab = n_in * W;
@@ -143,14 +162,20 @@ struct MlpBody {
     T* dA = D + hw;
     T* ins = dA + hw;  // levels 1 .. nl-1
     T* gbuf[2] = {ins + (nl - 1) * slab, ins + nl * slab};
-    // Level inputs: in[0] is x's slab, in[l + 1] = level l (in[l]).
-    std::vector<const T*> in(nl);
+    // Level inputs: in[0] is x's slab, in[l + 1] = level l (in[l]), with
+    // level l's hidden slab and gelu' kept in kH[l], kD[l].
+    std::vector<const T*> in(nl), kH(nl, nullptr), kD(nl, nullptr);
     std::vector<int64_t> in_ps(nl, W);
     in[0] = x;
     in_ps[0] = xps;
+    T* kept = ins + (nl + 1) * slab;
     for (int64_t l = 0; l + 1 < nl; ++l) {
+      const int64_t size = levels[l].G * levels[l].h * W;
       T* next = ins + l * slab;
-      level_forward(levels[l], W, in[l], in_ps[l], next, W, H);
+      level_forward(levels[l], W, in[l], in_ps[l], next, W, kept, kept + size);
+      kH[l] = kept;
+      kD[l] = kept + size;
+      kept += 2 * size;
       in[l + 1] = next;
     }
     const T* g = dy;  // from the last level down
@@ -162,7 +187,7 @@ struct MlpBody {
                            want[l][2] ? base + n_w + L.G * L.h : nullptr,
                            want[l][3] ? base + 2 * n_w + L.G * L.h : nullptr};
       T* dst = l == 0 ? dx : gbuf[l % 2];
-      level_backward(L, W, in[l], in_ps[l], g, W, dst, W, gs, H, D, dA);
+      level_backward(L, W, in[l], in_ps[l], g, W, dst, W, gs, kH[l], kD[l], H, D, dA);
       g = dst;
     }
   }
