@@ -82,6 +82,14 @@ template <class T> struct MaskElem;
 template <> struct MaskElem<float> { using type = int32_t; };
 template <> struct MaskElem<double> { using type = int64_t; };
 
+// A shuffle index vector from its constexpr array.
+template <class I, std::size_t N>
+inline Vec<I, static_cast<int>(N)> index_vec(const std::array<I, N>& a) {
+  Vec<I, static_cast<int>(N)> v;
+  __builtin_memcpy(&v, a.data(), sizeof(v));
+  return v;
+}
+
 // The shuffle of one round of hsum_each: lanes [0, N/2) of the result take,
 // from the first source, segment s's lower (Hi false) or upper half of w
 // lanes (w/2 each, segment after segment), and lanes [N/2, N) the same from
@@ -103,12 +111,9 @@ template <class T, int N, int w>
 inline void hsum_each_round(Vec<T, N>* r) {
   if constexpr (w > 1) {
     using I = typename MaskElem<T>::type;
-    using M = Vec<I, N>;
     static constexpr std::array<I, N> lo_idx = hsum_each_mask<I, N, w, false>();
     static constexpr std::array<I, N> hi_idx = hsum_each_mask<I, N, w, true>();
-    M lo, hi;
-    __builtin_memcpy(&lo, lo_idx.data(), sizeof(lo));
-    __builtin_memcpy(&hi, hi_idx.data(), sizeof(hi));
+    const Vec<I, N> lo = index_vec(lo_idx), hi = index_vec(hi_idx);
 #pragma GCC unroll 16
     for (int i = 0; i < w / 2; ++i)
       r[i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo) + __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
@@ -508,12 +513,9 @@ constexpr std::array<I, N> transpose_mask() {
 template <class T, int N, int h>
 inline void transpose_rounds(Vec<T, N>* r) {
   using I = typename MaskElem<T>::type;
-  using M = Vec<I, N>;
   static constexpr std::array<I, N> lo_idx = transpose_mask<I, N, h, false>();
   static constexpr std::array<I, N> hi_idx = transpose_mask<I, N, h, true>();
-  M lo, hi;
-  __builtin_memcpy(&lo, lo_idx.data(), sizeof(lo));
-  __builtin_memcpy(&hi, hi_idx.data(), sizeof(hi));
+  const Vec<I, N> lo = index_vec(lo_idx), hi = index_vec(hi_idx);
 #pragma GCC unroll 16
   for (int i = 0; i < N; ++i) {
     if (i & h) continue;
