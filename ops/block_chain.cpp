@@ -21,14 +21,13 @@
 // with the optional norm and residual around it (PreNormResidual).
 #include "ops/block_chain.h"
 
-#include <array>
-
 #include "ops/block_linear.h"
 #include "ops/common.h"
 #include "ops/elementwise.h"
 #include "ops/elu_kernel.h"
 #include "ops/gelu_kernel.h"
 #include "ops/slab.h"
+#include "ops/slab_op.h"
 #include "ops/tile_gemm.h"
 
 namespace dimix {
@@ -121,11 +120,11 @@ int64_t tile_rows(int64_t n_max, int64_t n_steps, int64_t elem) {
 template <class T>
 struct ChainBody {
   std::vector<Step<T>> steps;
-  std::vector<std::array<bool, 2>> want;  // per step: dw, db wanted
+  std::vector<bool> want;  // 2 per step: dw, db wanted
   int64_t n_in, n_out, n_max;
   std::vector<int64_t> offset;  // per step, where its dw | db start in the sums
 
-  ChainBody(std::vector<Step<T>> st, std::vector<std::array<bool, 2>> w, int64_t n0)
+  ChainBody(std::vector<Step<T>> st, std::vector<bool> w, int64_t n0)
       : steps(std::move(st)), want(std::move(w)), n_in(n0), n_out(steps.back().n_out()),
         n_max(max_length(n0, steps)), offset(steps.size() + 1, 0) {
     for (size_t i = 0; i < steps.size(); ++i)
@@ -166,7 +165,7 @@ struct ChainBody {
         g = scaled;
       }
       T* base = sums + offset[i];
-      const GradSums<T> gs{want[i][0] ? base : nullptr, want[i][1] ? base + S.G * S.b_out * S.b_in : nullptr};
+      const GradSums<T> gs{want[2 * i] ? base : nullptr, want[2 * i + 1] ? base + S.G * S.b_out * S.b_in : nullptr};
       T* dst = i == 0 ? dx : gbuf[i % 2];
       step_backward(S, W, g, i == 0 ? x : slab_at(i - 1), i == 0 ? xps : W, dst, gs);
       g = dst;
@@ -174,14 +173,21 @@ struct ChainBody {
   }
 };
 
+// A step's strides and activation; its weight and bias come as tensors.
+struct StepShape {
+  int64_t in_stride, out_stride;
+  Act act;
+};
+
+// The steps' raw form from their shapes and the contiguous params, weight |
+// bias per step.
 template <class T>
-std::vector<Step<T>> raw_steps(const std::vector<BlockChainStep>& steps) {
+std::vector<Step<T>> raw_steps(const std::vector<StepShape>& shapes, const std::vector<Tensor>& p) {
   std::vector<Step<T>> out;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const BlockChainStep& s = steps[i];
-    out.push_back({s.weight.sizes()[0], s.weight.sizes()[2], s.weight.sizes()[1], s.in_stride, s.out_stride,
-                   s.weight.data<T>(), s.bias.defined() ? s.bias.data<T>() : nullptr,
-                   parse_activation(s.activation, i)});
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Tensor &w = p[2 * i], &b = p[2 * i + 1];
+    out.push_back({w.sizes()[0], w.sizes()[2], w.sizes()[1], shapes[i].in_stride, shapes[i].out_stride, w.data<T>(),
+                   b.defined() ? b.data<T>() : nullptr, shapes[i].act});
   }
   return out;
 }
@@ -196,7 +202,10 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
   const int64_t nd = x.dim();
   DIMIX_CHECK(nd >= 1 && dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
   if (dim < 0) dim += nd;
-  std::vector<BlockChainStep> st;  // contiguous parameters
+  // The gradient sums hold, per step, dw | db.
+  std::vector<Tensor> params;
+  std::vector<Shape> shapes;
+  std::vector<StepShape> meta;
   int64_t n = x.sizes()[dim], n_max = n;
   for (size_t i = 0; i < steps.size(); ++i) {
     const BlockChainStep& s = steps[i];
@@ -218,9 +227,9 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
       DIMIX_CHECK(s.bias.dim() == 2 && s.bias.sizes()[0] == G && s.bias.sizes()[1] == b_out, op,
                   ": expected bias [", G, ", ", b_out, "], got ", s.bias.shape_str(), at);
     }
-    parse_activation(s.activation, i);
-    st.push_back({s.weight.contiguous_raw(), s.bias.defined() ? s.bias.contiguous_raw() : Tensor(), s.in_stride,
-                  s.out_stride, s.activation});
+    params.insert(params.end(), {s.weight, s.bias});
+    shapes.insert(shapes.end(), {s.weight.sizes(), {G, b_out}});
+    meta.push_back({s.in_stride, s.out_stride, parse_activation(s.activation, i)});
     n = G * b_out;
     n_max = std::max(n_max, n);
   }
@@ -238,67 +247,12 @@ Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, in
       return y;
     });
 
-  const Tensor x3 = view_around_dim(x, dim);
-  const Shape shape3 = x3.sizes();
-  const Shape y_shape3 = {shape3[0], n, shape3[2]};
-  const int64_t n0 = shape3[1];
-  const slab::Geometry geo(x3, n, tile_rows(n_max, static_cast<int64_t>(st.size()), static_cast<int64_t>(dtype_size(x.dtype()))));
-  const PreNormResidual ar = slab::contiguous_around(around);
-  const Tensor y3 = empty(y_shape3, x.dtype());
-  // inputs: x, per step weight, bias, then the norm's weight and bias.
-  std::vector<Tensor> inputs = {x};
-  for (const BlockChainStep& s : steps) inputs.insert(inputs.end(), {s.weight, s.bias});
-  inputs.insert(inputs.end(), {around.weight, around.bias});
-  const bool grad = needs_grad(inputs);
-  Tensor stats;  // the norm's statistics, saved for the backward
-  dispatch_float(x.dtype(), op, [&]<class T>() {
-    const ChainBody<T> body(raw_steps<T>(st), std::vector<std::array<bool, 2>>(st.size()), n0);
-    const slab::Around<T> a = slab::around_of<T>(ar, x.sizes().back());
-    if (grad && a.norm) stats = empty({a.saved_stats(geo)}, x.dtype());
-    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), a, stats.defined() ? stats.data<T>() : nullptr);
-  });
-  Shape y_shape = x.sizes();
-  y_shape[dim] = n;
-  Tensor y = y3.as_strided(y_shape, contiguous_strides(y_shape), 0);
-
-  if (grad) {
-    std::vector<bool> wanted;
-    for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
-    const Tensor sx = x3.detach();
-    std::vector<BlockChainStep> saved;
-    for (const BlockChainStep& s : st)
-      saved.push_back({s.weight.detach(), s.bias.defined() ? s.bias.detach() : Tensor(), s.in_stride, s.out_stride,
-                       s.activation});
-    const PreNormResidual saved_ar = slab::contiguous_around(around, true);
-    record(y, op, inputs, [=, in_shape = x.sizes()](const Tensor& grad) -> std::vector<Tensor> {
-      const Tensor gc = grad.contiguous_raw();
-      const Tensor dy3 = gc.as_strided(y_shape3, contiguous_strides(y_shape3), gc.offset());
-      const DType t = sx.dtype();
-      std::vector<Tensor> grads(wanted.size());
-      if (wanted[0]) grads[0] = empty(shape3, t);
-      dispatch_float(t, op, [&]<class T>() {
-        std::vector<std::array<bool, 2>> want(saved.size());
-        for (size_t i = 0; i < saved.size(); ++i) want[i] = {wanted[1 + 2 * i], wanted[2 + 2 * i]};
-        const ChainBody<T> body(raw_steps<T>(saved), want, n0);
-        const size_t nw = wanted.size();
-        const std::vector<T> sums =
-            slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
-                           slab::around_of<T>(saved_ar, in_shape.back()), stats.defined() ? stats.data<T>() : nullptr,
-                           wanted[nw - 2], wanted[nw - 1]);
-        // The sums hold, per step, dw | db, then the norm's dw | db.
-        std::vector<Shape> shapes;
-        for (const BlockChainStep& s : saved) {
-          const Shape& ws = s.weight.sizes();
-          shapes.insert(shapes.end(), {ws, {ws[0], ws[1]}});
-        }
-        if (saved_ar.norm) shapes.insert(shapes.end(), {{in_shape.back()}, {in_shape.back()}});
-        slab::take_sums(sums, shapes, 1, wanted, grads, t);
-      });
-      if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
-      return grads;
-    });
-  }
-  return y;
+  const int64_t n0 = x.sizes()[dim];
+  const int64_t tile_w = tile_rows(n_max, static_cast<int64_t>(steps.size()), static_cast<int64_t>(dtype_size(x.dtype())));
+  return slab::apply(op, x, dim, n, tile_w, params, shapes, around,
+                     [meta, n0]<class T>(const std::vector<Tensor>& p, const std::vector<bool>& want) {
+                       return ChainBody<T>(raw_steps<T>(meta, p), want, n0);
+                     });
 }
 
 // ---- registry cases ---------------------------------------------------------------------

@@ -22,13 +22,12 @@
 // around it (PreNormResidual).
 #include "ops/block_mlp.h"
 
-#include <array>
-
 #include "ops/block_linear.h"
 #include "ops/common.h"
 #include "ops/elementwise.h"
 #include "ops/gelu_kernel.h"
 #include "ops/slab.h"
+#include "ops/slab_op.h"
 #include "ops/tile_gemm.h"
 
 namespace dimix {
@@ -121,11 +120,11 @@ void level_backward(const Level<T>& L, int64_t W, const T* X, int64_t xps, const
 template <class T>
 struct MlpBody {
   std::vector<Level<T>> levels;
-  std::vector<std::array<bool, 4>> want;  // per level: dw1, db1, dw2, db2 wanted
+  std::vector<bool> want;  // 4 per level: dw1, db1, dw2, db2 wanted
   int64_t n_in, n_out, hidden = 1;
   std::vector<int64_t> offset;  // per level, where its dw1 | db1 | dw2 | db2 start in the sums
 
-  MlpBody(std::vector<Level<T>> lv, std::vector<std::array<bool, 4>> w, int64_t n)
+  MlpBody(std::vector<Level<T>> lv, std::vector<bool> w, int64_t n)
       : levels(std::move(lv)), want(std::move(w)), n_in(n), n_out(n), offset(levels.size() + 1, 0) {
     for (size_t l = 0; l < levels.size(); ++l) {
       const Level<T>& L = levels[l];
@@ -183,9 +182,9 @@ struct MlpBody {
       const Level<T>& L = levels[l];
       T* base = sums + offset[l];
       const int64_t n_w = L.G * L.h * L.b;
-      const GradSums<T> gs{want[l][0] ? base : nullptr, want[l][1] ? base + n_w : nullptr,
-                           want[l][2] ? base + n_w + L.G * L.h : nullptr,
-                           want[l][3] ? base + 2 * n_w + L.G * L.h : nullptr};
+      const GradSums<T> gs{want[4 * l] ? base : nullptr, want[4 * l + 1] ? base + n_w : nullptr,
+                           want[4 * l + 2] ? base + n_w + L.G * L.h : nullptr,
+                           want[4 * l + 3] ? base + 2 * n_w + L.G * L.h : nullptr};
       T* dst = l == 0 ? dx : gbuf[l % 2];
       level_backward(L, W, in[l], in_ps[l], g, W, dst, W, gs, kH[l], kD[l], H, D, dA);
       g = dst;
@@ -193,9 +192,8 @@ struct MlpBody {
   }
 };
 
-// Checks one level against x (n positions along dim) and returns its
-// parameters made contiguous.
-BlockMlpLevel checked_level(const Tensor& x, const BlockMlpLevel& lv, size_t index, int64_t dim) {
+// Checks one level against x (n positions along dim).
+void check_level(const Tensor& x, const BlockMlpLevel& lv, size_t index, int64_t dim) {
   const int64_t n = x.sizes()[dim];
   const char* op = "block_mlp";
   const std::string at = " (level " + std::to_string(index) + ")";
@@ -224,17 +222,18 @@ BlockMlpLevel checked_level(const Tensor& x, const BlockMlpLevel& lv, size_t ind
               ", expected G * b = ", G, " * ", b, " = ", G * b, " for w1 ", lv.w1.shape_str(), at);
   DIMIX_CHECK(lv.stride >= 1 && G % lv.stride == 0, op, ": the number of groups G = ", G,
               " must be divisible by stride ", lv.stride, at);
-  auto contig = [](const Tensor& t) { return t.defined() ? t.contiguous_raw() : Tensor(); };
-  return {contig(lv.w1), contig(lv.b1), contig(lv.w2), contig(lv.b2), lv.stride};
 }
 
+// The levels' raw form: strides[l] and the contiguous params, w1 | b1 | w2 | b2
+// per level.
 template <class T>
-std::vector<Level<T>> raw_levels(const std::vector<BlockMlpLevel>& levels) {
+std::vector<Level<T>> raw_levels(const std::vector<int64_t>& strides, const std::vector<Tensor>& p) {
+  auto ptr = [](const Tensor& t) -> const T* { return t.defined() ? t.data<T>() : nullptr; };
   std::vector<Level<T>> out;
-  for (const BlockMlpLevel& lv : levels) {
-    auto ptr = [](const Tensor& t) -> const T* { return t.defined() ? t.data<T>() : nullptr; };
-    out.push_back({lv.w1.sizes()[0], lv.w1.sizes()[2], lv.w1.sizes()[1], lv.stride, ptr(lv.w1), ptr(lv.b1),
-                   ptr(lv.w2), ptr(lv.b2)});
+  for (size_t l = 0; l < strides.size(); ++l) {
+    const Tensor* q = &p[4 * l];
+    out.push_back({q[0].sizes()[0], q[0].sizes()[2], q[0].sizes()[1], strides[l], ptr(q[0]), ptr(q[1]), ptr(q[2]),
+                   ptr(q[3])});
   }
   return out;
 }
@@ -249,8 +248,7 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
   const int64_t nd = x.dim();
   DIMIX_CHECK(nd >= 1 && dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
   if (dim < 0) dim += nd;
-  std::vector<BlockMlpLevel> lv;
-  for (size_t i = 0; i < levels.size(); ++i) lv.push_back(checked_level(x, levels[i], i, dim));
+  for (size_t i = 0; i < levels.size(); ++i) check_level(x, levels[i], i, dim);
   check_prenorm_residual(op, x, around, x.sizes()[dim], dim);
 
   if (x.device().is_cuda())  // the composite, on the GPU kernels of layer_norm, block_linear and gelu
@@ -261,66 +259,21 @@ Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int6
       return y;
     });
 
-  const Tensor x3 = view_around_dim(x, dim);
-  const Shape shape3 = x3.sizes();
-  const int64_t n = shape3[1];
-  const slab::Geometry geo(x3, n, tile_rows(n));
-  const PreNormResidual ar = slab::contiguous_around(around);
-  const Tensor y3 = empty(shape3, x.dtype());
-  // inputs: x, per level w1, b1, w2, b2, then the norm's weight and bias.
-  std::vector<Tensor> inputs = {x};
-  for (const BlockMlpLevel& l : levels) inputs.insert(inputs.end(), {l.w1, l.b1, l.w2, l.b2});
-  inputs.insert(inputs.end(), {around.weight, around.bias});
-  const bool grad = needs_grad(inputs);
-  Tensor stats;  // the norm's statistics, saved for the backward
-  dispatch_float(x.dtype(), op, [&]<class T>() {
-    const MlpBody<T> body(raw_levels<T>(lv), std::vector<std::array<bool, 4>>(lv.size()), n);
-    const slab::Around<T> a = slab::around_of<T>(ar, x.sizes().back());
-    if (grad && a.norm) stats = empty({a.saved_stats(geo)}, x.dtype());
-    slab::forward(body, geo, x3.data<T>(), y3.data<T>(), a, stats.defined() ? stats.data<T>() : nullptr);
-  });
-  Tensor y = y3.as_strided(x.sizes(), contiguous_strides(x.sizes()), 0);
-
-  if (grad) {
-    std::vector<bool> wanted;
-    for (const Tensor& t : inputs) wanted.push_back(t.defined() && t.requires_grad());
-    const Tensor sx = x3.detach();
-    std::vector<BlockMlpLevel> saved;
-    for (const BlockMlpLevel& l : lv) {
-      auto det = [](const Tensor& t) { return t.defined() ? t.detach() : Tensor(); };
-      saved.push_back({det(l.w1), det(l.b1), det(l.w2), det(l.b2), l.stride});
-    }
-    const PreNormResidual saved_ar = slab::contiguous_around(around, true);
-    record(y, op, inputs, [=, in_shape = x.sizes()](const Tensor& grad) -> std::vector<Tensor> {
-      const Tensor gc = grad.contiguous_raw();
-      const Tensor dy3 = gc.as_strided(shape3, contiguous_strides(shape3), gc.offset());
-      const DType t = sx.dtype();
-      std::vector<Tensor> grads(wanted.size());
-      if (wanted[0]) grads[0] = empty(shape3, t);
-      dispatch_float(t, op, [&]<class T>() {
-        std::vector<std::array<bool, 4>> want(saved.size());
-        for (size_t l = 0; l < saved.size(); ++l)
-          for (size_t j = 0; j < 4; ++j) want[l][j] = wanted[1 + 4 * l + j];
-        const MlpBody<T> body(raw_levels<T>(saved), want, n);
-        const size_t nw = wanted.size();
-        const std::vector<T> sums =
-            slab::backward(body, geo, sx.data<T>(), dy3.data<T>(), grads[0].defined() ? grads[0].data<T>() : nullptr,
-                           slab::around_of<T>(saved_ar, in_shape.back()), stats.defined() ? stats.data<T>() : nullptr,
-                           wanted[nw - 2], wanted[nw - 1]);
-        // The sums hold, per level, dw1 | db1 | dw2 | db2, then the norm's dw | db.
-        std::vector<Shape> shapes;
-        for (const BlockMlpLevel& l : saved) {
-          const int64_t G = l.w1.sizes()[0], h = l.w1.sizes()[1], b = l.w1.sizes()[2];
-          shapes.insert(shapes.end(), {{G, h, b}, {G, h}, {G, b, h}, {G, b}});
-        }
-        if (saved_ar.norm) shapes.insert(shapes.end(), {{in_shape.back()}, {in_shape.back()}});
-        slab::take_sums(sums, shapes, 1, wanted, grads, t);
-      });
-      if (grads[0].defined()) grads[0] = grads[0].as_strided(in_shape, contiguous_strides(in_shape), 0);
-      return grads;
-    });
+  // The gradient sums hold, per level, dw1 | db1 | dw2 | db2.
+  std::vector<Tensor> params;
+  std::vector<Shape> shapes;
+  std::vector<int64_t> strides;
+  for (const BlockMlpLevel& l : levels) {
+    const int64_t G = l.w1.sizes()[0], h = l.w1.sizes()[1], b = l.w1.sizes()[2];
+    params.insert(params.end(), {l.w1, l.b1, l.w2, l.b2});
+    shapes.insert(shapes.end(), {{G, h, b}, {G, h}, {G, b, h}, {G, b}});
+    strides.push_back(l.stride);
   }
-  return y;
+  const int64_t n = x.sizes()[dim];
+  return slab::apply(op, x, dim, n, tile_rows(n), params, shapes, around,
+                     [strides, n]<class T>(const std::vector<Tensor>& p, const std::vector<bool>& want) {
+                       return MlpBody<T>(raw_levels<T>(strides, p), want, n);
+                     });
 }
 
 Tensor block_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2, int64_t dim,

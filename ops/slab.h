@@ -32,6 +32,8 @@
 //     // contiguous or null; sums: this chunk's partials (add to them).
 //     void backward(int64_t W, const T* x, int64_t xps, const T* dy, T* dx, T* sums, T* scratch) const;
 //   };
+// and calls slab::apply (slab_op.h), which runs this driver and records the
+// op for autograd.
 #pragma once
 #include <algorithm>
 #include <cmath>
