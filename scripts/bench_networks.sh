@@ -27,7 +27,10 @@ names=$("$BUILD_DIR/bench_networks" --list ${only:+--only "$only"})
 out=$(mktemp -d)
 for name in $names; do
   "$BUILD_DIR/bench_networks" --json "$out/dimix-$name.json" --only "$name" "${rest[@]}"
-  /usr/bin/python3 scripts/bench_torch.py --json "$out/torch-$name.json" --only "$name" "${rest[@]}"
+  # PyTorch may not fit (the dense patch-1 ViT at batch 128 needs more than
+  # 24 GiB): its rows are then left out of the table, not the rest.
+  /usr/bin/python3 scripts/bench_torch.py --json "$out/torch-$name.json" --only "$name" "${rest[@]}" ||
+    echo "# PyTorch failed on $name (exit $?): no ratio for it"
 done
 /usr/bin/python3 - "$out" $names <<'PY'
 import json, sys
@@ -35,7 +38,10 @@ out, names = sys.argv[1], sys.argv[2:]
 print(f"\n{'network':26s} {'batch':>5s} {'dimix ms':>9s} {'torch ms':>9s} {'speed-up':>9s} {'fwd speed-up':>13s}")
 for name in names:
     ours = json.load(open(f"{out}/dimix-{name}.json"))["rows"]
-    peer = {r["batch"]: r for r in json.load(open(f"{out}/torch-{name}.json"))["rows"]}
+    try:
+        peer = {r["batch"]: r for r in json.load(open(f"{out}/torch-{name}.json"))["rows"]}
+    except (OSError, ValueError):
+        peer = {}
     for o in ours:
         p = peer.get(o["batch"])
         if p is None: continue

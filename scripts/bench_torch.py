@@ -317,9 +317,9 @@ def main():
             r = bench(n, b, 2 if heavy else args.reps, 1 if heavy else args.warmup)
             rows.append(r)
             print(f"{n:26s} {b:5d} {r['train_ms']:10.1f} {b / r['train_ms'] * 1e3:8.1f} {r['fwd_ms']:9.1f}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": args.threads, "rows": rows}, f, indent=1)
+            if args.json:  # after every row: a later row may not fit in memory
+                with open(args.json, "w") as f:
+                    json.dump({"torch": torch.__version__, "threads": args.threads, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
