@@ -97,6 +97,7 @@ struct Geometry {
         sn(x3.strides()[1]), W(inner == 1 ? tile_w : inner), units(inner == 1 ? (outer + W - 1) / W : outer),
         tiled(inner == 1) {}
   int64_t rows(int64_t u) const { return tiled ? std::min(W, outer - u * W) : 0; }
+  int64_t n_max() const { return std::max(n_in, n_out); }
 };
 
 // PreNormResidual's raw form. The norm is over the last dim of x, C values:
@@ -369,13 +370,13 @@ void take_sums(const std::vector<T>& sums, const std::vector<Shape>& shapes, siz
 // statistics for the backward.
 template <class T, class Body>
 void forward(const Body& body, const Geometry& g, const T* x, T* y, const Around<T>& a, T* saved = nullptr) {
-  const int64_t W = g.W, own = body.forward_scratch(W), nr = a.rows(g);
+  const int64_t W = g.W, own = tile::lines<T>(body.forward_scratch(W)), nr = a.rows(g);
   const int64_t slabs = (g.tiled ? g.n_in + g.n_out : 0) + (a.norm ? g.n_in : 0);
   tile::for_each_task(
-      g.units, [&] { return std::vector<T>(own + slabs * W + 2 * nr); },
-      [&](std::vector<T>& s, int64_t u) {
-        T* next = s.data() + own;  // the driver's slabs
-        auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
+      g.units, [&] { return tile::ScratchLease<T>(own + slabs * tile::lines<T>(g.n_max() * W) + 2 * nr); },
+      [&](tile::ScratchLease<T>& s, int64_t u) {
+        T* next = s.data() + own;  // the driver's slabs, each on whole cache lines
+        auto take = [&](int64_t len) { T* p = next; next += tile::lines<T>(len * W); return p; };
         const auto [xs, xps] = x_slab(g, x, u, g.tiled ? take(g.n_in) : nullptr);
         const T* src = xs;
         int64_t sps = xps;
@@ -407,7 +408,7 @@ template <class T, class Body>
 std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T* dy, T* dx, const Around<T>& a,
                         const T* saved, bool want_norm_w, bool want_norm_b) {
   DIMIX_CHECK(!a.norm || saved, "slab::backward: the norm's statistics were not saved");
-  const int64_t W = g.W, own = body.backward_scratch(W);
+  const int64_t W = g.W, own = tile::lines<T>(body.backward_scratch(W));
   const int64_t per_chunk = units_per_chunk(g.n_in, W);
   const int64_t chunks = (g.units + per_chunk - 1) / per_chunk;
   const int64_t body_sums = body.sums(), sum_size = body_sums + (a.norm ? 2 * a.C : 0);
@@ -415,10 +416,10 @@ std::vector<T> backward(const Body& body, const Geometry& g, const T* x, const T
   // Slabs: the x, dy and dx tiles when tiled; z, xh and dz with the norm.
   const int64_t slabs = (g.tiled ? 2 * g.n_in + g.n_out : 0) + (a.norm ? 3 * g.n_in : 0);
   tile::for_each_task(
-      chunks, [&] { return std::vector<T>(own + slabs * W + (a.norm && g.tiled ? 2 * W : 0)); },
-      [&](std::vector<T>& s, int64_t c) {
-        T* next = s.data() + own;
-        auto take = [&](int64_t len) { T* p = next; next += len * W; return p; };
+      chunks, [&] { return tile::ScratchLease<T>(own + slabs * tile::lines<T>(g.n_max() * W) + (a.norm && g.tiled ? 2 * W : 0)); },
+      [&](tile::ScratchLease<T>& s, int64_t c) {
+        T* next = s.data() + own;  // the driver's slabs, each on whole cache lines
+        auto take = [&](int64_t len) { T* p = next; next += tile::lines<T>(len * W); return p; };
         T* tx = g.tiled ? take(g.n_in) : nullptr;
         T* tdy = g.tiled ? take(g.n_out) : nullptr;
         T* tdx = g.tiled ? take(g.n_in) : nullptr;

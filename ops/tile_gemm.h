@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -468,6 +469,73 @@ inline void copy_short(T* __restrict dst, const T* __restrict src, int64_t n) {
 #else
   for (; i < n; ++i) dst[i] = src[i];
 #endif
+}
+
+// ---- scratch ------------------------------------------------------------------------
+
+// A thread's scratch buffer, 64-byte aligned like tensors (core/storage.h): a
+// vector register then never straddles two cache lines where a slab's rows
+// are whole registers (std::vector only guarantees 16 bytes).
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+};
+
+// n elements of this thread's scratch, kept from call to call: an op's
+// per-thread slabs (a few hundred KB) are then neither allocated (a fresh
+// aligned block of that size is a fresh mmap, page faults and all) nor
+// zeroed on every call. The contents are left from the last user. While a
+// lease is held a second one on the same thread (a nested op) gets its own
+// buffer.
+template <class T>
+class ScratchLease {
+ public:
+  explicit ScratchLease(int64_t n) {
+    Kept& k = kept();
+    Buffer* buf = &own_;
+    if (!k.busy) {
+      k.busy = true;
+      held_ = &k;
+      buf = &k.buf;
+    }
+    if (static_cast<int64_t>(buf->size()) < n) *buf = Buffer(static_cast<size_t>(n));
+    data_ = buf->data();
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  ~ScratchLease() {
+    if (held_) held_->busy = false;
+  }
+  T* data() const { return data_; }
+
+ private:
+  using Buffer = std::vector<T, AlignedAllocator<T>>;
+  struct Kept {
+    Buffer buf;
+    bool busy = false;
+  };
+  static Kept& kept() {
+    thread_local Kept k;
+    return k;
+  }
+  Kept* held_ = nullptr;
+  Buffer own_;
+  T* data_ = nullptr;
+};
+
+// n elements rounded up to whole cache lines, so that consecutive regions of
+// a scratch buffer all start aligned.
+template <class T>
+constexpr int64_t lines(int64_t n) {
+  constexpr int64_t per = 64 / static_cast<int64_t>(sizeof(T));
+  return (n + per - 1) / per * per;
 }
 
 // ---- scheduling ---------------------------------------------------------------------
