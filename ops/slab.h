@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,7 @@
 #include "core/tensor.h"
 #include "ops/prenorm_residual.h"
 #include "ops/tile_gemm.h"
+#include "ops/vec_math.h"
 
 namespace dimix::slab {
 
@@ -243,6 +245,91 @@ inline void norm_row_backward<float>(const float* d, const float* h, int64_t C, 
     _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(vr, r));
   }
 }
+
+// The tiled norm's loops over the n positions of a [n, W] tile, W = 16 NV
+// lanes, with the per-lane sums in registers: the generic loops below keep
+// them in memory, a store-to-load chain per position. (perf: norm_stats and
+// norm_backward went from 8.5% to 6.3% of a t2-butterfly-mlp-h1 step at
+// batch 32, the rest being the untiled token branch's rows.)
+template <int NV>
+inline void tiled_stats_f32(const float* x, int64_t xps, int64_t n, float eps, float* mu, float* rs) {
+  __m512 s[NV], q[NV];
+  for (int v = 0; v < NV; ++v) s[v] = q[v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < n; ++p)
+    for (int v = 0; v < NV; ++v) s[v] = _mm512_add_ps(s[v], _mm512_loadu_ps(x + p * xps + 16 * v));
+  const __m512 inv = _mm512_set1_ps(1.0f / float(n));
+  for (int v = 0; v < NV; ++v) s[v] = _mm512_mul_ps(s[v], inv);
+  for (int64_t p = 0; p < n; ++p)
+    for (int v = 0; v < NV; ++v) {
+      const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(x + p * xps + 16 * v), s[v]);
+      q[v] = _mm512_fmadd_ps(c, c, q[v]);
+    }
+  const __m512 one = _mm512_set1_ps(1.0f), e = _mm512_set1_ps(eps);
+  for (int v = 0; v < NV; ++v) {
+    _mm512_storeu_ps(mu + 16 * v, s[v]);
+    // (the maskz form: GCC 12 warns that the plain one reads an undefined vector)
+    const __m512 sd = _mm512_maskz_sqrt_ps(avx512::kAll, _mm512_fmadd_ps(q[v], inv, e));
+    _mm512_storeu_ps(rs + 16 * v, _mm512_div_ps(one, sd));
+  }
+}
+
+template <int NV>
+inline void tiled_norm_backward_f32(const float* dz, const float* xh, const float* rs, int64_t n, const float* w,
+                                    float* dx, float* dw, float* db) {
+  constexpr int64_t W = 16 * NV;
+  __m512 sg[NV], sgh[NV];
+  for (int v = 0; v < NV; ++v) sg[v] = sgh[v] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < n; ++p) {
+    const __m512 wp = _mm512_set1_ps(w ? w[p] : 1.0f);
+    __m512 sdh = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
+    for (int v = 0; v < NV; ++v) {
+      const __m512 d = _mm512_loadu_ps(dz + p * W + 16 * v), h = _mm512_loadu_ps(xh + p * W + 16 * v);
+      const __m512 g = _mm512_mul_ps(d, wp);
+      sg[v] = _mm512_add_ps(sg[v], g);
+      sgh[v] = _mm512_fmadd_ps(g, h, sgh[v]);
+      sdh = _mm512_fmadd_ps(d, h, sdh);
+      sd = _mm512_add_ps(sd, d);
+    }
+    if (dw) dw[p] += lane_sum(sdh);
+    if (db) db[p] += lane_sum(sd);
+  }
+  if (!dx) return;
+  const __m512 inv = _mm512_set1_ps(1.0f / float(n));
+  for (int v = 0; v < NV; ++v) {
+    sg[v] = _mm512_mul_ps(sg[v], inv);
+    sgh[v] = _mm512_mul_ps(sgh[v], inv);
+  }
+  for (int64_t p = 0; p < n; ++p) {
+    const __m512 wp = _mm512_set1_ps(w ? w[p] : 1.0f);
+    for (int v = 0; v < NV; ++v) {
+      const int64_t at = p * W + 16 * v;
+      const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(dz + at), wp);
+      const __m512 r = _mm512_fnmadd_ps(_mm512_loadu_ps(xh + at), sgh[v], _mm512_sub_ps(g, sg[v]));
+      _mm512_storeu_ps(dx + at, _mm512_mul_ps(_mm512_loadu_ps(rs + 16 * v), r));
+    }
+  }
+}
+
+// The tiled norm's f32 loops for W of 16, 32, 64 or 128 lanes: true if done.
+inline bool tiled_stats_fast(const float* x, int64_t xps, int64_t n, int64_t W, float eps, float* mu, float* rs) {
+  switch (W) {
+    case 16: tiled_stats_f32<1>(x, xps, n, eps, mu, rs); return true;
+    case 32: tiled_stats_f32<2>(x, xps, n, eps, mu, rs); return true;
+    case 64: tiled_stats_f32<4>(x, xps, n, eps, mu, rs); return true;
+    case 128: tiled_stats_f32<8>(x, xps, n, eps, mu, rs); return true;
+    default: return false;
+  }
+}
+inline bool tiled_norm_backward_fast(const float* dz, const float* xh, const float* rs, int64_t n, int64_t W,
+                                     const float* w, float* dx, float* dw, float* db) {
+  switch (W) {
+    case 16: tiled_norm_backward_f32<1>(dz, xh, rs, n, w, dx, dw, db); return true;
+    case 32: tiled_norm_backward_f32<2>(dz, xh, rs, n, w, dx, dw, db); return true;
+    case 64: tiled_norm_backward_f32<4>(dz, xh, rs, n, w, dx, dw, db); return true;
+    case 128: tiled_norm_backward_f32<8>(dz, xh, rs, n, w, dx, dw, db); return true;
+    default: return false;
+  }
+}
 #endif
 
 // The statistics of one slab's rows: mu and rs get a.rows(g) values each
@@ -256,6 +343,10 @@ void norm_stats(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, 
     return;
   }
   // Tiled: each lane is a row of x, its C = n values one per position.
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    if (tiled_stats_fast(x, xps, n, W, a.eps, mu, rs)) return;
+#endif
   std::fill(mu, mu + W, T(0));
   std::fill(rs, rs + W, T(0));
   for (int64_t p = 0; p < n; ++p)
@@ -309,6 +400,10 @@ void norm_backward(const Around<T>& a, const Geometry& g, const T* dz, const T* 
       }
     return;
   }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    if (tiled_norm_backward_fast(dz, xh, rs, n, W, a.w, dx, dw, db)) return;
+#endif
   T* sg = lanes;
   T* sgh = lanes + W;
   std::fill(sg, sg + 2 * W, T(0));
