@@ -310,23 +310,15 @@ inline void tiled_norm_backward_f32(const float* dz, const float* xh, const floa
   }
 }
 
-// The tiled norm's f32 loops for W of 16, 32, 64 or 128 lanes: true if done.
-inline bool tiled_stats_fast(const float* x, int64_t xps, int64_t n, int64_t W, float eps, float* mu, float* rs) {
+// Calls f(std::integral_constant<int, NV>) for a tile of W = 16 NV lanes,
+// NV = 1, 2, 4 or 8 (the tile widths of the ops): true if it did.
+template <class F>
+inline bool with_lane_vectors(int64_t W, F&& f) {
   switch (W) {
-    case 16: tiled_stats_f32<1>(x, xps, n, eps, mu, rs); return true;
-    case 32: tiled_stats_f32<2>(x, xps, n, eps, mu, rs); return true;
-    case 64: tiled_stats_f32<4>(x, xps, n, eps, mu, rs); return true;
-    case 128: tiled_stats_f32<8>(x, xps, n, eps, mu, rs); return true;
-    default: return false;
-  }
-}
-inline bool tiled_norm_backward_fast(const float* dz, const float* xh, const float* rs, int64_t n, int64_t W,
-                                     const float* w, float* dx, float* dw, float* db) {
-  switch (W) {
-    case 16: tiled_norm_backward_f32<1>(dz, xh, rs, n, w, dx, dw, db); return true;
-    case 32: tiled_norm_backward_f32<2>(dz, xh, rs, n, w, dx, dw, db); return true;
-    case 64: tiled_norm_backward_f32<4>(dz, xh, rs, n, w, dx, dw, db); return true;
-    case 128: tiled_norm_backward_f32<8>(dz, xh, rs, n, w, dx, dw, db); return true;
+    case 16: f(std::integral_constant<int, 1>{}); return true;
+    case 32: f(std::integral_constant<int, 2>{}); return true;
+    case 64: f(std::integral_constant<int, 4>{}); return true;
+    case 128: f(std::integral_constant<int, 8>{}); return true;
     default: return false;
   }
 }
@@ -345,7 +337,7 @@ void norm_stats(const Around<T>& a, const Geometry& g, const T* x, int64_t xps, 
   // Tiled: each lane is a row of x, its C = n values one per position.
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>)
-    if (tiled_stats_fast(x, xps, n, W, a.eps, mu, rs)) return;
+    if (with_lane_vectors(W, [&](auto nv) { tiled_stats_f32<nv()>(x, xps, n, a.eps, mu, rs); })) return;
 #endif
   std::fill(mu, mu + W, T(0));
   std::fill(rs, rs + W, T(0));
@@ -402,7 +394,8 @@ void norm_backward(const Around<T>& a, const Geometry& g, const T* dz, const T* 
   }
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>)
-    if (tiled_norm_backward_fast(dz, xh, rs, n, W, a.w, dx, dw, db)) return;
+    if (with_lane_vectors(W, [&](auto nv) { tiled_norm_backward_f32<nv()>(dz, xh, rs, n, a.w, dx, dw, db); }))
+      return;
 #endif
   T* sg = lanes;
   T* sgh = lanes + W;
