@@ -197,11 +197,8 @@ std::vector<Step<T>> raw_steps(const std::vector<StepShape>& shapes, const std::
 Tensor block_chain(const Tensor& x, const std::vector<BlockChainStep>& steps, int64_t dim,
                    const PreNormResidual& around) {
   const char* op = "block_chain";
-  check_floating(op, x);
   DIMIX_CHECK(!steps.empty(), op, ": expected at least one step, got none");
-  const int64_t nd = x.dim();
-  DIMIX_CHECK(nd >= 1 && dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
-  if (dim < 0) dim += nd;
+  dim = slab::mixed_dim(op, x, dim);
   // The gradient sums hold, per step, dw | db.
   std::vector<Tensor> params;
   std::vector<Shape> shapes;

@@ -277,8 +277,8 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
   // the next sub-chunk is prefetched meanwhile, a share per group (x and
   // dy: either may be out of cache in a training step).
   // Big dense blocks go to gemm<T>, over longer sub-chunks.
-  const bool blas = blk >= kGemmBlock && out.g == 1 && x_rows && !transposed;
-  const int64_t RS = blas ? 256 : 32;
+  const bool big = blk >= kGemmBlock && out.g == 1 && x_rows && !transposed;
+  const int64_t RS = big ? 256 : 32;
   const int64_t x_span = (n_in - 1) * sn + 1;  // elements of one x row
   auto prefetch_rows = [&](int64_t r0, int64_t r1, int64_t part, int64_t parts) {
     tile::prefetch_rows(x, so, x_span, r0, r1, part, parts);
@@ -323,7 +323,7 @@ void weight_grad_cpu(T* dw, const Tensor& dy3, const Tensor& x3, int64_t G, Side
           accumulate(in.b, out.b, rows, xr + in.base(k) * sn, in.g * sn, so, dyk, n_out, pk, out.b);
         } else if (gather) {
           accumulate(out.b, in.b, rows, dyk, out.g, n_out, xg.data() + k * gs, in.b, pk, in.b);
-        } else if (blas) {
+        } else if (big) {
           gemm<T>(true, false, out.b, in.b, rows, T(1), dyk, n_out, xr + in.base(k), so, T(1), pk, in.b);
         } else {
           // Lanes over j, dy broadcast.

@@ -243,11 +243,8 @@ std::vector<Level<T>> raw_levels(const std::vector<int64_t>& strides, const std:
 Tensor block_mlp(const Tensor& x, const std::vector<BlockMlpLevel>& levels, int64_t dim,
                  const PreNormResidual& around) {
   const char* op = "block_mlp";
-  check_floating(op, x);
   DIMIX_CHECK(!levels.empty(), op, ": expected at least one level, got none");
-  const int64_t nd = x.dim();
-  DIMIX_CHECK(nd >= 1 && dim >= -nd && dim < nd, op, ": dim ", dim, " out of range for x ", x.shape_str());
-  if (dim < 0) dim += nd;
+  dim = slab::mixed_dim(op, x, dim);
   for (size_t i = 0; i < levels.size(); ++i) check_level(x, levels[i], i, dim);
   check_prenorm_residual(op, x, around, x.sizes()[dim], dim);
 

@@ -27,6 +27,14 @@
 
 namespace dimix::slab {
 
+// The checks a slab op starts with: x floating point with at least one dim,
+// dim in range. Returns dim in [0, x.dim()).
+inline int64_t mixed_dim(const char* op, const Tensor& x, int64_t dim) {
+  check_floating(op, x);
+  DIMIX_CHECK(x.dim() >= 1, op, ": expected x with at least one dim, got ", x.shape_str());
+  return normalize_dim(dim, x.dim(), op);
+}
+
 template <class MakeBody>
 Tensor apply(const char* op, const Tensor& x, int64_t dim, int64_t n_out, int64_t tile_w,
              const std::vector<Tensor>& params, const std::vector<Shape>& sum_shapes, const PreNormResidual& around,

@@ -157,9 +157,11 @@ namespace {
 
 // A module's output under `forward` and the gradients of its input and
 // every parameter (under one random weighting) equal those under
-// `reference`, another computation of the same map.
+// `reference`, another computation of the same map, within eps (relative)
+// and margin (absolute).
 void check_module_matches(Module& m, const Shape& shape, const std::function<Tensor(const Tensor&)>& forward,
-                          const std::function<Tensor(const Tensor&)>& reference) {
+                          const std::function<Tensor(const Tensor&)>& reference, double eps = 1e-4,
+                          double margin = 1e-5) {
   Generator g(4);
   const Tensor x0 = randn(shape, DType::f32, &g), up = randn(shape, DType::f32, &g);
   auto run = [&](bool ref) {
@@ -167,7 +169,7 @@ void check_module_matches(Module& m, const Shape& shape, const std::function<Ten
     Tensor x = x0.detach().set_requires_grad(true);
     const Tensor y = ref ? reference(x) : forward(x);
     backward(y, up);
-    std::vector<std::vector<double>> out = {y.to_vector<double>(), x.grad().to_vector<double>()};
+    std::vector<std::vector<double>> out = {y.contiguous_raw().to_vector<double>(), x.grad().to_vector<double>()};
     for (const auto& [name, t] : m.named_parameters()) out.push_back(t.grad().to_vector<double>());
     return out;
   };
@@ -176,7 +178,7 @@ void check_module_matches(Module& m, const Shape& shape, const std::function<Ten
   for (size_t i = 0; i < got.size(); ++i) {
     INFO("tensor " << i << " (0: output, 1: input gradient, then the parameters' gradients)");
     REQUIRE(got[i].size() == want[i].size());
-    for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(1e-4).margin(1e-5));
+    for (size_t j = 0; j < got[i].size(); ++j) CHECK(got[i][j] == Approx(want[i][j]).epsilon(eps).margin(margin));
   }
 }
 
@@ -184,11 +186,13 @@ void check_module_matches(Module& m, const Shape& shape, const std::function<Ten
 // and the mixer's own parameter tensors (by name).
 void check_mixer_matches(
     Mixer& m, const Shape& shape,
-    const std::function<Tensor(const Tensor&, const std::map<std::string, Tensor>&)>& reference) {
+    const std::function<Tensor(const Tensor&, const std::map<std::string, Tensor>&)>& reference, double eps = 1e-4,
+    double margin = 1e-5) {
   std::map<std::string, Tensor> p;
   for (const auto& [name, t] : m.named_parameters()) p[name] = t;
   check_module_matches(
-      m, shape, [&](const Tensor& x) { return m.forward(x); }, [&](const Tensor& x) { return reference(x, p); });
+      m, shape, [&](const Tensor& x) { return m.forward(x); }, [&](const Tensor& x) { return reference(x, p); }, eps,
+      margin);
 }
 
 }  // namespace
@@ -277,31 +281,15 @@ TEST_CASE("mixers: dense-mlp on tokens equals its MLP on the transposed input, v
   s.axis = 1;
   s.expansion = 1.5;  // hidden 10
   auto m = make_mixer("dense-mlp", s);
-  std::map<std::string, Tensor> p;
-  for (const auto& [name, t] : m->named_parameters()) p[name] = t;
-  REQUIRE(p.size() == 4);
-  REQUIRE(p.at("mlp.fc1.weight").sizes() == Shape{10, 7});
-  Generator g(4);
-  const Tensor x0 = randn({3, 7, 5}, DType::f32, &g);
-  const Tensor up = randn({3, 7, 5}, DType::f32, &g);
-  auto run = [&](bool reference) {
-    m->zero_grad();
-    Tensor x = x0.detach().set_requires_grad(true);
-    const Tensor y = reference ? transpose(linear(gelu(linear(transpose(x, 1, 2), p.at("mlp.fc1.weight"),
-                                                                p.at("mlp.fc1.bias"))),
-                                                  p.at("mlp.fc2.weight"), p.at("mlp.fc2.bias")),
-                                           1, 2)
-                               : m->forward(x);
-    backward(y, up);
-    std::vector<std::vector<float>> out = {y.contiguous_raw().to_vector<float>(), x.grad().to_vector<float>()};
-    for (const auto& [name, t] : m->named_parameters()) out.push_back(t.grad().to_vector<float>());
-    return out;
-  };
-  const auto ours = run(false), ref = run(true);
-  REQUIRE(ours.size() == ref.size());
-  for (size_t k = 0; k < ours.size(); ++k) {
-    INFO("tensor " << k << " (0: output, 1: input gradient, then parameter gradients)");
-    REQUIRE(ours[k].size() == ref[k].size());
-    for (size_t i = 0; i < ours[k].size(); ++i) CHECK(ours[k][i] == Approx(ref[k][i]).epsilon(1e-5).margin(1e-6));
-  }
+  const auto params = m->named_parameters();
+  REQUIRE(params.size() == 4);
+  REQUIRE(params[0].first == "mlp.fc1.weight");
+  REQUIRE(params[0].second.sizes() == Shape{10, 7});
+  check_mixer_matches(
+      *m, {3, 7, 5},
+      [](const Tensor& x, const auto& p) {
+        const Tensor h = gelu(linear(transpose(x, 1, 2), p.at("mlp.fc1.weight"), p.at("mlp.fc1.bias")));
+        return transpose(linear(h, p.at("mlp.fc2.weight"), p.at("mlp.fc2.bias")), 1, 2);
+      },
+      1e-5, 1e-6);
 }

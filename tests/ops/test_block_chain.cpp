@@ -119,6 +119,10 @@ TEST_CASE("block_chain gradients are bitwise the same on 1 and 2 threads", "[blo
 TEST_CASE("block_chain rejects bad chains with the expected and the given", "[block_chain]") {
   const Tensor x = zeros({4, 12});
   CHECK_THROWS_WITH(block_chain(x, {}, -1), Contains("expected at least one step"));
+  CHECK_THROWS_WITH(block_chain(x, {{zeros({4, 3, 3}), Tensor(), 1, 1, ""}}, -3),
+                    Contains("block_chain: dim -3 out of range for a 2-d tensor"));
+  CHECK_THROWS_WITH(block_chain(zeros({}), {{zeros({4, 3, 3}), Tensor(), 1, 1, ""}}, 0),
+                    Contains("expected x with at least one dim"));
   CHECK_THROWS_WITH(block_chain(x, {{zeros({4, 3, 3}), Tensor(), 1, 1, ""}, {zeros({5, 2, 2}), Tensor(), 1, 1, ""}}, -1),
                     Contains("the input of step 1 has 12 positions") && Contains("G * b_in = 5 * 2 = 10"));
   CHECK_THROWS_WITH(block_chain(x, {{zeros({4, 3, 3}), Tensor(), 3, 1, ""}}, -1),
